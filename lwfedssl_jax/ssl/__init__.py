@@ -1,0 +1,16 @@
+"""SSL methods registry: `get(name)(**kwargs) -> SSLMethod`."""
+
+from lwfedssl_jax.ssl import mocov3
+from lwfedssl_jax.ssl.base import SSLMethod
+
+METHODS = {'mocov3': mocov3.make}
+
+
+def get(name: str):
+    """Returns the builder of SSL method `name`."""
+    if name not in METHODS:
+        raise ValueError(f'Unknown ssl.name {name!r}; choices: {sorted(METHODS)}.')
+    return METHODS[name]
+
+
+__all__ = ['METHODS', 'SSLMethod', 'get']

@@ -1,0 +1,99 @@
+"""Base config: every key's default lives here (paper defaults, §5).
+
+Configs are built by `base()` and adjusted by each experiment file's
+`get_config(arg)`. Variants are chosen with `:key=value,...` strings parsed by
+`parse_arg` (big_vision style); single keys are overridden on the command
+line with `--config.a.b=value`. The returned ConfigDict is locked: unknown
+keys raise.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses 'a=1,b=x' into a ConfigDict typed like `defaults`.
+
+    Raises ValueError for keys not in `defaults` (listing the valid ones).
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or '').split(',')):
+        key, sep, value = item.partition('=')
+        if key not in defaults:
+            raise ValueError(f'Unknown config argument {key!r} in {arg!r}; '
+                             f'valid: {sorted(defaults)}.')
+        default = defaults[key]
+        if isinstance(default, bool):
+            if value.lower() not in ('true', 'false', '1', '0', ''):
+                raise ValueError(f'Config argument {key} expects a bool, got {value!r}.')
+            out[key] = value.lower() in ('true', '1', '') if sep else True
+        else:
+            out[key] = type(default)(value)
+    return out
+
+
+def base() -> ml_collections.ConfigDict:
+    """The paper's CIFAR/COCO ViT-Tiny MoCo v3 defaults (unlocked)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.mode = 'layerwise'            # e2e | layerwise | progressive (stages.py)
+    c.blocks_per_stage = 1          # 1, 2, 3, 4, 6 for depth 12 (Table 3)
+
+    c.model = dict(image_size=32, patch_size=4, width=192, depth=12,
+                   num_heads=3, mlp_dim=768)
+
+    c.ssl = ml_collections.ConfigDict()
+    c.ssl.name = 'mocov3'
+    c.ssl.kwargs = dict(temperature=0.05, momentum=0.99, proj_hidden=512,
+                        proj_dim=256, proj_layers=3, pred_hidden=512,
+                        pred_layers=2, loss_scale_2tau=False)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = 'digits'        # digits | tfds:<name> | folder:<path> | synthetic
+    c.data.data_dir = config_dict.placeholder(str)   # tfds data_dir
+    c.data.download = False         # tfds downloads only when asked
+    c.data.cache_dir = config_dict.placeholder(str)  # folder: decoded-array cache
+    c.data.partition = 'uniform'    # uniform | dirichlet (paper default: uniform)
+    c.data.dirichlet_alpha = 0.5
+    c.data.partition_seed = 0       # separate from the model seed on purpose
+    c.data.synthetic_train = 512
+    c.data.synthetic_test = 128
+
+    # Two-view augmentation (data/augment.py AugmentConfig); MoCo v3 recipe.
+    c.augment = dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                     flip=True, rotation_deg=0.0, jitter_prob=0.8,
+                     brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                     grayscale_prob=0.2, blur_prob=(1.0, 0.1),
+                     solarize_prob=(0.0, 0.2), noise_std=0.0)
+
+    c.fl = ml_collections.ConfigDict()
+    c.fl.num_clients = 10
+    c.fl.clients_per_round = 10     # K <= num_clients; sampled without replacement
+    c.fl.local_epochs = 3           # E
+    c.fl.batch_size = 512           # B per client step
+    c.fl.total_rounds = 180         # R, split equally over the stages
+    c.fl.client_execution = 'vmap'  # vmap | map | chunked (federated/client.py)
+    c.fl.client_chunk = 0           # clients per vmapped chunk for 'chunked'
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.base_lr = 1.5e-4        # lr = base_lr * batch_size / 256
+    c.optim.weight_decay = 1e-5
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.at_stage_end = True
+    c.eval.random_baseline = True   # also evaluate a random-init encoder
+    c.eval.batch_size = 256
+    c.eval.knn_k = 20
+    c.eval.knn_temperature = 0.07
+    c.eval.probe_epochs = 100
+    c.eval.probe_lr = 1e-2
+    c.eval.probe_batch_size = 256
+    c.eval.probe_weight_decay = 1e-4
+
+    c.log = ml_collections.ConfigDict()
+    c.log.progress = True           # tqdm bar per stage, loss per round
+    c.log.step_flops = 'every_stage'  # every_stage | last_stage | none: XLA
+                                      # cost_analysis of one client step
+    return c

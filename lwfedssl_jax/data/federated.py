@@ -1,0 +1,45 @@
+"""Client datasets on device, padded to one shape (`[N, N_max, H, W, 3]`)."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lwfedssl_jax.data.partition import partition_indices
+
+
+class FederatedData(NamedTuple):
+    """All clients' unlabeled training images.
+
+    Attributes:
+      images: `[N, N_max, H, W, 3]` uint8; rows past a client's size are zero.
+      sizes: `[N]` int32 example counts n_c.
+      indices: per-client indices into the source training set (host).
+    """
+    images: jax.Array
+    sizes: jax.Array
+    indices: tuple
+
+    @property
+    def num_clients(self) -> int:
+        return int(self.sizes.shape[0])
+
+    @property
+    def max_examples(self) -> int:
+        return int(self.images.shape[1])
+
+
+def make_federated_data(images: np.ndarray, labels: np.ndarray, *,
+                        num_clients: int, kind: str, alpha: float,
+                        seed: int) -> FederatedData:
+    """Partitions `images` `[M, H, W, 3]` uint8 over clients and uploads them."""
+    parts = partition_indices(labels, num_clients, kind=kind, alpha=alpha,
+                              seed=seed)
+    n_max = max(len(p) for p in parts)
+    padded = np.zeros((num_clients, n_max) + images.shape[1:], np.uint8)
+    for c, idx in enumerate(parts):
+        padded[c, :len(idx)] = images[idx]
+    return FederatedData(images=jnp.asarray(padded),
+                         sizes=jnp.asarray([len(p) for p in parts], jnp.int32),
+                         indices=tuple(parts))

@@ -1,0 +1,189 @@
+"""Vision Transformer encoder whose blocks are separately named parameter subtrees.
+
+Paper: LW-FedSSL (arXiv 2401.11647) §3.1. Layer-wise training appends one block
+(or a group of blocks) per stage, trains it, and freezes it afterwards, so the
+encoder must be runnable *in segments*: the frozen prefix once, forward-only,
+and the trainable suffix under `jax.grad`. That is why the encoder is not one
+`nn.scan` over blocks but an explicit list of modules with stable names.
+
+Parameter tree (top-level keys, all float32)::
+
+    'embed'      patch projection (conv p x p x 3 -> D), class token [1, 1, D],
+                 learned position embedding [1, T, D]; belongs to block group 0
+    'block_00'   pre-LN transformer block (attention + MLP)
+    ...
+    'block_{L-1}'
+    'norm'       LayerNorm applied to the class token of the *top present* block
+
+Design choice (paper §8 item 2): the feature fed to the SSL heads, and to the
+evaluators, is the class token of the top present block after `norm`. `norm`
+is shared by all stages and is trained and exchanged together with the heads
+(384 parameters at width 192; invisible in the paper's resource figures).
+"""
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+EMBED = 'embed'
+NORM = 'norm'
+
+
+def block_name(index: int) -> str:
+    """Top-level parameter key of transformer block `index` (`block_03`)."""
+    return f'block_{index:02d}'
+
+
+class ViTConfig(NamedTuple):
+    """Static ViT hyperparameters (hashable, so it can key jit caches)."""
+    image_size: int = 32
+    patch_size: int = 4
+    width: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_dim: int = 768
+
+    @property
+    def num_tokens(self) -> int:
+        """Patches plus the class token."""
+        return (self.image_size // self.patch_size) ** 2 + 1
+
+    def validate(self) -> 'ViTConfig':
+        """Raises ValueError for impossible shapes; returns self."""
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f'model.image_size={self.image_size} is not divisible by '
+                f'model.patch_size={self.patch_size}; pick a patch size that '
+                'tiles the image (e.g. 4 for 32x32).')
+        if self.width % self.num_heads:
+            raise ValueError(
+                f'model.width={self.width} is not divisible by '
+                f'model.num_heads={self.num_heads}.')
+        for field in ('image_size', 'patch_size', 'width', 'depth',
+                      'num_heads', 'mlp_dim'):
+            if getattr(self, field) < 1:
+                raise ValueError(f'model.{field} must be >= 1, got '
+                                 f'{getattr(self, field)}.')
+        return self
+
+
+VIT_TINY = ViTConfig(image_size=32, patch_size=4, width=192, depth=12,
+                     num_heads=3, mlp_dim=768)
+
+# Linear layers: xavier-uniform weights, zero bias (MoCo v3 / timm ViT init).
+_dense_init = nn.initializers.xavier_uniform()
+
+
+class Embed(nn.Module):
+    """Patch projection + class token + learned position embedding.
+
+    Input `[B, H, W, 3]` float -> tokens `[B, T, D]` with T = (H/p)^2 + 1.
+    """
+    cfg: ViTConfig
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        c = self.cfg
+        x = nn.Conv(c.width, (c.patch_size, c.patch_size),
+                    strides=(c.patch_size, c.patch_size), padding='VALID',
+                    kernel_init=_dense_init, name='patch')(images)
+        b = x.shape[0]
+        x = x.reshape(b, -1, c.width)                       # [B, P, D]
+        cls = self.param('cls', nn.initializers.normal(1e-6), (1, 1, c.width))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), x], 1)
+        pos = self.param('pos', nn.initializers.normal(0.02),
+                         (1, c.num_tokens, c.width))
+        return x + pos                                      # [B, T, D]
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + MHSA(LN(x)); x + MLP(LN(x)). `[B,T,D]`."""
+    cfg: ViTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = self.cfg
+        y = nn.LayerNorm(epsilon=1e-6, name='ln_1')(x)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=c.num_heads, kernel_init=_dense_init, name='attn')(y, y)
+        x = x + y
+        y = nn.LayerNorm(epsilon=1e-6, name='ln_2')(x)
+        y = nn.Dense(c.mlp_dim, kernel_init=_dense_init, name='fc_1')(y)
+        y = nn.gelu(y, approximate=False)
+        y = nn.Dense(c.width, kernel_init=_dense_init, name='fc_2')(y)
+        return x + y
+
+
+class ViTEncoder:
+    """Functional ViT: init and run parameter groups / block ranges.
+
+    All methods are pure functions of explicit parameter dicts, so they can be
+    traced inside `jit`, `vmap`, `lax.scan` and `jax.grad` with any subset of
+    the parameters as the differentiated argument.
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        self.cfg = cfg.validate()
+        self._embed = Embed(cfg)
+        self._block = Block(cfg)
+        self._norm = nn.LayerNorm(epsilon=1e-6)
+
+    @property
+    def depth(self) -> int:
+        return self.cfg.depth
+
+    # ----------------------------------------------------------------- init
+    def init_part(self, key: jax.Array, name: str) -> dict:
+        """Fresh parameters of one top-level part (`embed`, `block_07`, `norm`)."""
+        c = self.cfg
+        if name == EMBED:
+            x = jnp.zeros((1, c.image_size, c.image_size, 3), jnp.float32)
+            return self._embed.init(key, x)['params']
+        tokens = jnp.zeros((1, c.num_tokens, c.width), jnp.float32)
+        if name == NORM:
+            return self._norm.init(key, tokens[:, 0])['params']
+        if name.startswith('block_') and 0 <= int(name[6:]) < c.depth:
+            return self._block.init(key, tokens)['params']
+        raise ValueError(f'Unknown ViT part {name!r}; expected {EMBED!r}, '
+                         f'{NORM!r} or block_00..{block_name(c.depth - 1)}.')
+
+    def part_names(self) -> tuple[str, ...]:
+        """Every top-level key of a full encoder, in forward order."""
+        return (EMBED,) + tuple(block_name(i) for i in range(self.depth)) + (NORM,)
+
+    def init(self, key: jax.Array) -> dict:
+        """Full encoder; part `name` uses `fold_in(key, index in part_names())`."""
+        return {name: self.init_part(jax.random.fold_in(key, i), name)
+                for i, name in enumerate(self.part_names())}
+
+    # -------------------------------------------------------------- forward
+    def run_segment(self, params: dict, x: jax.Array, start: int,
+                    stop: int) -> jax.Array:
+        """Runs blocks `[start, stop)`; `start == 0` means `x` is images.
+
+        Args:
+          params: dict holding (at least) the parts this segment uses.
+          x: `[B, H, W, 3]` float images if `start == 0`, else tokens
+            `[B, T, D]` output by block `start - 1`.
+          start, stop: static block indices, `0 <= start <= stop <= depth`.
+
+        Returns:
+          Tokens `[B, T, D]` after block `stop - 1` (or `x` unchanged if the
+          segment is empty and `start > 0`).
+        """
+        if start == 0 and (stop > 0 or EMBED in params):
+            x = self._embed.apply({'params': params[EMBED]}, x)
+        for i in range(start, stop):
+            x = self._block.apply({'params': params[block_name(i)]}, x)
+        return x
+
+    def pool(self, params: dict, tokens: jax.Array) -> jax.Array:
+        """`[B, T, D]` tokens -> `[B, D]` LayerNorm'd class token."""
+        return self._norm.apply({'params': params[NORM]}, tokens[:, 0])
+
+    def features(self, params: dict, images: jax.Array,
+                 num_blocks: int) -> jax.Array:
+        """`[B, H, W, 3]` float -> `[B, D]` feature of the first `num_blocks`."""
+        return self.pool(params, self.run_segment(params, images, 0, num_blocks))

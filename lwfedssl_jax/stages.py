@@ -1,0 +1,116 @@
+"""Stage plans: the ONLY place where end-to-end, layer-wise and progressive differ.
+
+Paper §1.2-1.4. A run is a sequence of `StageSpec`s. Each says which encoder
+blocks are present, which parameter parts are trained and exchanged, which
+parts the server initialises fresh at the start of the stage, and how many
+rounds the stage lasts. Everything downstream (client step, aggregation,
+accounting) reads the spec and never the mode.
+
+Parts are the top-level keys of the parameter dict: `embed`, `block_00`…,
+`norm` (see `models/vit.py`) and the SSL heads (`projector`, `predictor`).
+Block group g holds blocks `[g*k, (g+1)*k)` for k = blocks_per_stage; the
+patch/class/position embedding belongs to group 0 (paper §1.4).
+
+| mode        | stages | present at stage s | trained = exchanged                  |
+|-------------|--------|--------------------|--------------------------------------|
+| e2e         | 1      | all groups         | embed, all blocks, norm, heads       |
+| layerwise   | L/k    | groups 0..s        | group s (+embed if s=0), norm, heads |
+| progressive | L/k    | groups 0..s        | embed, groups 0..s, norm, heads      |
+"""
+
+import dataclasses
+
+from lwfedssl_jax.models.vit import EMBED, NORM, block_name
+
+MODES = ('e2e', 'layerwise', 'progressive')
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """Static, hashable description of one stage (keys jit caches).
+
+    Attributes:
+      index: stage number s, from 0.
+      num_blocks: blocks present (the encoder runs blocks `[0, num_blocks)`).
+      frozen_blocks: the first `frozen_blocks` blocks (and the embedding if
+        > 0) are frozen: run forward-only, once per view, under
+        `stop_gradient`. Blocks `[frozen_blocks, num_blocks)` are trained.
+      present: every part that exists during the stage.
+      trainable: parts differentiated and updated by clients.
+      exchanged: parts sent server -> client and back each round.
+      new: parts the server initialises at the start of the stage.
+      rounds: FL rounds in this stage.
+    """
+    index: int
+    num_blocks: int
+    frozen_blocks: int
+    present: tuple[str, ...]
+    trainable: tuple[str, ...]
+    exchanged: tuple[str, ...]
+    new: tuple[str, ...]
+    rounds: int
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        """Present parts that are not trained (the frozen prefix)."""
+        return tuple(p for p in self.present if p not in self.trainable)
+
+
+def _group_parts(group: int, blocks_per_stage: int) -> tuple[str, ...]:
+    blocks = tuple(block_name(i) for i in range(group * blocks_per_stage,
+                                                (group + 1) * blocks_per_stage))
+    return ((EMBED,) if group == 0 else ()) + blocks
+
+
+def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
+                    total_rounds: int,
+                    head_names: tuple[str, ...]) -> tuple[StageSpec, ...]:
+    """Builds the stage plan of a run.
+
+    Args:
+      mode: 'e2e', 'layerwise' or 'progressive'.
+      depth: number of encoder blocks L.
+      blocks_per_stage: blocks added per stage k (must divide L); ignored for
+        e2e, which always has a single stage.
+      total_rounds: R, split equally over the stages (paper: R = 180 for every
+        k, so R_s = 15 k); must be divisible by the number of stages.
+      head_names: SSL heads (trained and exchanged in every stage).
+
+    Returns:
+      The stages, in order.
+
+    Raises:
+      ValueError: unknown mode or indivisible depth/rounds.
+    """
+    if mode not in MODES:
+        raise ValueError(f'Unknown mode {mode!r}; choices: {MODES}.')
+    if blocks_per_stage < 1 or depth % blocks_per_stage:
+        raise ValueError(
+            f'blocks_per_stage={blocks_per_stage} must divide model.depth='
+            f'{depth} (paper: 1, 2, 3, 4 or 6 for depth 12).')
+    num_stages = 1 if mode == 'e2e' else depth // blocks_per_stage
+    if total_rounds < num_stages or total_rounds % num_stages:
+        raise ValueError(
+            f'fl.total_rounds={total_rounds} must be a positive multiple of the '
+            f'number of stages ({num_stages} for mode={mode}, depth={depth}, '
+            f'blocks_per_stage={blocks_per_stage}).')
+    rounds = total_rounds // num_stages
+    shared = (NORM,) + tuple(head_names)
+    if mode == 'e2e':
+        parts = (EMBED,) + tuple(block_name(i) for i in range(depth))
+        return (StageSpec(0, depth, 0, parts + shared, parts + shared,
+                          parts + shared, parts + shared, rounds),)
+    plan = []
+    for s in range(num_stages):
+        present = sum((_group_parts(g, blocks_per_stage) for g in range(s + 1)),
+                      ()) + shared
+        new = _group_parts(s, blocks_per_stage) + (shared if s == 0 else ())
+        if mode == 'layerwise':
+            frozen_blocks = s * blocks_per_stage
+            trainable = _group_parts(s, blocks_per_stage) + shared
+        else:
+            frozen_blocks = 0
+            trainable = present
+        plan.append(StageSpec(s, (s + 1) * blocks_per_stage, frozen_blocks,
+                              present, trainable, trainable, new, rounds))
+    return tuple(plan)

@@ -1,0 +1,41 @@
+"""Run outputs in the workdir: config.json, metrics.jsonl, summary.json."""
+
+import json
+import os
+
+import numpy as np
+
+
+def _plain(x):
+    """JSON-able version of numpy / jax scalars and arrays."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, 'tolist'):
+        return np.asarray(x).tolist()
+    return x
+
+
+class RunWriter:
+    """Appends one JSON object per line to `metrics.jsonl`; flushes each write
+    so that a crash loses nothing already logged."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self._metrics = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+    def write_json(self, name: str, obj) -> str:
+        path = os.path.join(self.workdir, name)
+        with open(path + '.tmp', 'w') as f:
+            json.dump(_plain(obj), f, indent=2)
+        os.replace(path + '.tmp', path)   # atomic: never a half-written file
+        return path
+
+    def log(self, **record) -> None:
+        self._metrics.write(json.dumps(_plain(record)) + '\n')
+        self._metrics.flush()
+
+    def close(self) -> None:
+        self._metrics.close()
