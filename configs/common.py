@@ -10,6 +10,8 @@ keys raise.
 import ml_collections
 from ml_collections import config_dict
 
+from lwfedssl_jax.data import augment
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """Parses 'a=1,b=x' into a ConfigDict typed like `defaults`.
@@ -59,12 +61,9 @@ def base() -> ml_collections.ConfigDict:
     c.data.synthetic_train = 512
     c.data.synthetic_test = 128
 
-    # Two-view augmentation (data/augment.py AugmentConfig); MoCo v3 recipe.
-    c.augment = dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                     flip=True, rotation_deg=0.0, jitter_prob=0.8,
-                     brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-                     grayscale_prob=0.2, blur_prob=(1.0, 0.1),
-                     solarize_prob=(0.0, 0.2), noise_std=0.0)
+    # Two-view augmentation: the fields and MoCo v3 defaults of
+    # data/augment.py AugmentConfig (one source of truth, no drift).
+    c.augment = augment.AugmentConfig()._asdict()
 
     c.fl = ml_collections.ConfigDict()
     c.fl.num_clients = 10

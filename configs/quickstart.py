@@ -14,6 +14,7 @@ run for tests).
 """
 
 from configs import common
+from lwfedssl_jax.data import augment
 
 
 def get_config(arg=None):
@@ -25,9 +26,7 @@ def get_config(arg=None):
     c.ssl.kwargs.update(temperature=0.2, proj_hidden=256, proj_dim=64,
                         pred_hidden=256)
     c.data.source = 'digits'
-    c.augment.update(crop_scale=(0.5, 1.0), flip=False, rotation_deg=15.0,
-                     saturation=0.0, hue=0.0, grayscale_prob=0.0,
-                     blur_prob=(0.5, 0.1), noise_std=0.05)
+    c.augment = augment.DIGITS._asdict()   # no flip/blur/solarize/colour
     c.fl.num_clients = 4
     c.fl.clients_per_round = 4
     c.fl.local_epochs = 1

@@ -72,8 +72,8 @@ class AugmentConfig(NamedTuple):
         blur_sigma: per-image sigma range in pixels of a ``blur_ref_size``
             image; it is scaled by ``H / blur_ref_size``. With the default 224
             the blur has the same *relative* strength as MoCo v3 at ImageNet
-            size, which is nearly a no-op at 32 px (as solo-learn's CIFAR
-            recipes, which disable blur). Set ``blur_ref_size=H`` to give
+            size, which is nearly a no-op at 32 px (CIFAR SSL recipes such as
+            solo-learn's commonly disable blur). Set ``blur_ref_size=H`` to give
             sigma in the image's own pixels.
         blur_ref_size: reference image size for ``blur_sigma``.
         solarize_prob: per-view solarisation probability (x -> 1 - x for
