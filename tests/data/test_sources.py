@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lwfedssl_jax.data import sources
+from lwfedssl_jax.data import folder_source
 from lwfedssl_jax.data.sources import ImageDataset, load_dataset
 
 CIFAR_ARCHIVE = (Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
@@ -184,8 +184,8 @@ def test_folder_resize_and_cache(tmp_path, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError('decoded although the cache is valid')
 
-    real_decode = sources._decode
-    monkeypatch.setattr(sources, '_decode', no_decode)
+    real_decode = folder_source._decode
+    monkeypatch.setattr(folder_source, '_decode', no_decode)
     second = load_dataset(f'folder:{tmp_path}', image_size=12)
     for x, y in zip(first[1:], second[1:]):
         np.testing.assert_array_equal(x, y)
@@ -201,7 +201,7 @@ def test_folder_resize_and_cache(tmp_path, monkeypatch):
         calls.append(1)
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(sources, '_decode', counting_decode)
+    monkeypatch.setattr(folder_source, '_decode', counting_decode)
     new = tmp_path / 'train' / 'cat' / 'c.png'
     _write(new, (1, 2, 3), 'PNG')
     os.utime(new, (1e9, 1e9))

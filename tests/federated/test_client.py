@@ -48,7 +48,12 @@ def test_partial_grad_step_equals_masked_full_grad_step():
     target = local.init_target(trainable)
     opt = local.init_opt(frozen, trainable)
     x, key = images(8), jax.random.key(5)
-    new_tr, _, _, loss = local.step(frozen, trainable, target, opt, x, key)
+    new_tr, new_tg, _, loss = local.step(frozen, trainable, target, opt, x, key)
+    # Target: EMA (0.99) of the updated online weights; no predictor copy.
+    assert set(new_tg) == set(spec.trainable) - {'predictor'}
+    jax.tree.map(lambda t, t0, o: np.testing.assert_allclose(
+        t, 0.99 * t0 + 0.01 * o, rtol=1e-6, atol=1e-7),
+        new_tg, target, {k: new_tr[k] for k in new_tg})
 
     # Reference: differentiate the whole present model, no stop_gradient.
     from lwfedssl_jax.data import augment
@@ -73,7 +78,7 @@ def test_partial_grad_step_equals_masked_full_grad_step():
 
 
 def _round(spec, execution, chunk=0, sizes=(10, 7, 16, 3), n_max=16, garbage=False,
-           tx=None, batch_size=4, epochs=2):
+           tx=None, batch_size=4, epochs=2, selected=None):
     params = full_params()
     local = client_lib.make_local_step(ENC, METHOD, spec, tx or tx_for(spec), AUG)
     train = client_lib.make_local_train(local, spec, batch_size=batch_size,
@@ -84,7 +89,8 @@ def _round(spec, execution, chunk=0, sizes=(10, 7, 16, 3), n_max=16, garbage=Fal
         data[c, n:] = 255 if garbage else 0
     out = round_fn(select(params, spec.frozen), select(params, spec.exchanged),
                    jnp.asarray(data), jnp.asarray(sizes, jnp.int32),
-                   jnp.arange(len(sizes), dtype=jnp.int32), jax.random.key(3))
+                   jnp.asarray(range(len(sizes)) if selected is None else selected,
+                               jnp.int32), jax.random.key(3))
     return out, round_fn
 
 
@@ -115,6 +121,20 @@ def test_ragged_clients_step_counts_and_padding_is_never_read():
     leaf = uploads['projector']['fc_0']['kernel']
     np.testing.assert_allclose(new['projector']['fc_0']['kernel'],
                                np.einsum('k,k...->...', w / w.sum(), leaf), rtol=1e-5)
+
+
+def test_partial_participation_averages_only_selected_clients():
+    spec = stage('layerwise', 0)
+    (full, up_full, _), _ = _round(spec, 'map')
+    (new, uploads, m), _ = _round(spec, 'map', selected=[0, 2])
+    assert uploads['norm']['scale'].shape[0] == 2
+    # A client's upload depends only on its data and key, not on who else ran.
+    jax.tree.map(np.testing.assert_array_equal, uploads,
+                 jax.tree.map(lambda x: x[np.array([0, 2])], up_full))
+    w = np.array([10, 16], np.float32)   # weights renormalised over the two
+    leaf = uploads['norm']['scale']
+    np.testing.assert_allclose(new['norm']['scale'],
+                               (w[0] * leaf[0] + w[1] * leaf[1]) / w.sum(), rtol=1e-6)
 
 
 def test_round_traces_once_across_rounds():

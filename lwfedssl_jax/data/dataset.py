@@ -1,0 +1,50 @@
+"""The in-memory dataset type and helpers shared by the ``sources`` loaders."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+# Progress bars only for loads that take noticeable time.
+_PROGRESS_MIN = 2000
+
+
+class ImageDataset(NamedTuple):
+    """A labelled train/test image dataset in host memory.
+
+    Attributes:
+        name: the ``source`` string it was loaded from.
+        train_images: [N, H, W, 3] uint8.
+        train_labels: [N] int32 in [0, num_classes).
+        test_images: [M, H, W, 3] uint8.
+        test_labels: [M] int32.
+        num_classes: number of classes.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+
+class _Request(NamedTuple):
+    source: str
+    arg: str  # The part after 'kind:' ('' if none).
+    image_size: int
+    data_dir: str | None
+    download: bool
+    cache_dir: str | None
+    synthetic_sizes: tuple[int, int]
+    seed: int
+
+
+def _to_rgb(img: Image.Image, size: int) -> np.ndarray:
+    """PIL image (any mode) -> [size, size, 3] uint8, bilinear if resized."""
+    img = img.convert('RGB')  # 'L' is replicated, alpha dropped.
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, np.uint8)

@@ -1,0 +1,136 @@
+"""The ``folder:<path>`` source: per-class image folders, ``.npz`` cached."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
+                                       _to_rgb)
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+def _scan(split_dir: Path) -> tuple[dict[str, list[Path]], float, str]:
+    """Lists ``split_dir/<class>/<image>`` files.
+
+    Returns:
+        {class: sorted image paths}, the newest mtime of any listed file or
+        directory, and a fingerprint of the (relative path, size) list.
+    """
+    classes: dict[str, list[Path]] = {}
+    newest = split_dir.stat().st_mtime
+    digest = hashlib.sha1()
+    for cdir in sorted(split_dir.iterdir()):
+        if not cdir.is_dir() or cdir.name.startswith('.'):
+            continue
+        newest = max(newest, cdir.stat().st_mtime)
+        entries = sorted((e for e in os.scandir(cdir)
+                          if e.is_file() and
+                          e.name.lower().endswith(IMAGE_SUFFIXES)),
+                         key=lambda e: e.name)
+        if not entries:
+            raise ValueError(f'Class directory {cdir} has no .jpg/.jpeg/.png '
+                             'images; remove it or add images.')
+        for e in entries:
+            st = e.stat()
+            newest = max(newest, st.st_mtime)
+            digest.update(f'{cdir.name}/{e.name}:{st.st_size}\n'.encode())
+        classes[cdir.name] = [Path(e.path) for e in entries]
+    if not classes:
+        raise ValueError(f'{split_dir} has no class subdirectories; expected '
+                         f'{split_dir}/<class_name>/*.jpg.')
+    return classes, newest, digest.hexdigest()
+
+
+def _decode(classes: dict[str, list[Path]], names: list[str], size: int,
+            desc: str) -> tuple[np.ndarray, np.ndarray]:
+    files = [(f, label) for label, c in enumerate(names) for f in classes[c]]
+    images = np.empty((len(files), size, size, 3), np.uint8)
+    labels = np.array([label for _, label in files], np.int32)
+    for i, (f, _) in enumerate(tqdm(files, desc=desc, unit='img',
+                                    disable=len(files) < _PROGRESS_MIN)):
+        with Image.open(f) as img:
+            images[i] = _to_rgb(img, size)
+    return images, labels
+
+
+def _load_folder(req: _Request) -> ImageDataset:
+    if not req.arg:
+        raise ValueError('folder source needs a path, e.g. '
+                         "'folder:/data/cifar10'.")
+    root = Path(req.arg).expanduser()
+    layout = f'{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg'
+    if not root.is_dir():
+        raise FileNotFoundError(f'folder source: {root} is not a directory. '
+                                f'Expected {layout}.')
+    for split in ('train', 'test'):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(
+                f'folder source: {root / split} is missing. Expected '
+                f'{layout}; if the data sits one level deeper, point '
+                'folder: at the directory that contains train/ and test/.')
+    scans = {split: _scan(root / split) for split in ('train', 'test')}
+    names = sorted(scans['train'][0])
+    if sorted(scans['test'][0]) != names:
+        raise ValueError(
+            f'folder source: train and test class sets differ under {root}: '
+            f'only in train {sorted(set(names) - set(scans["test"][0]))}, '
+            f'only in test {sorted(set(scans["test"][0]) - set(names))}.')
+    newest = max(scans['train'][1], scans['test'][1])
+    fingerprint = f'{scans["train"][2]}-{scans["test"][2]}'
+
+    cache_dir = Path(req.cache_dir).expanduser() if req.cache_dir else (
+        root / '.lwfedssl_cache')
+    # The path hash lets one cache_dir serve several folders.
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    cache = cache_dir / f'{root.resolve().name}-{key}-{req.image_size}px.npz'
+    arrays = _read_cache(cache, req.image_size, fingerprint, names, newest)
+    if arrays is None:
+        arrays = {}
+        for split in ('train', 'test'):
+            arrays[f'{split}_images'], arrays[f'{split}_labels'] = _decode(
+                scans[split][0], names, req.image_size, f'decoding {split}')
+        _write_cache(cache, arrays, req.image_size, fingerprint, names)
+    return ImageDataset(req.source, arrays['train_images'],
+                        arrays['train_labels'], arrays['test_images'],
+                        arrays['test_labels'], len(names))
+
+
+def _read_cache(cache: Path, image_size: int, fingerprint: str,
+                names: list[str], newest: float) -> dict | None:
+    """The cached arrays, or None if absent or stale."""
+    if not cache.is_file() or cache.stat().st_mtime < newest:
+        return None
+    try:
+        with np.load(cache) as z:
+            if (int(z['image_size']) != image_size
+                    or str(z['fingerprint']) != fingerprint
+                    or list(z['class_names']) != names):
+                return None
+            return {k: z[k] for k in ('train_images', 'train_labels',
+                                      'test_images', 'test_labels')}
+    except (OSError, ValueError, KeyError) as e:
+        logging.warning('Ignoring unreadable cache %s: %s', cache, e)
+        return None
+
+
+def _write_cache(cache: Path, arrays: dict, image_size: int, fingerprint: str,
+                 names: list[str]) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + f'.tmp{os.getpid()}')
+        with open(tmp, 'wb') as f:  # A file object: savez adds no suffix.
+            np.savez(f, image_size=image_size, fingerprint=fingerprint,
+                     class_names=np.array(names), **arrays)
+        os.replace(tmp, cache)  # Atomic: readers never see a partial file.
+    except OSError as e:
+        # A read-only dataset folder must not break loading; pass cache_dir.
+        logging.warning('Could not write cache %s (%s); pass a writable '
+                        'cache_dir to avoid decoding again.', cache, e)
