@@ -29,6 +29,9 @@ def get_config(arg=None):
     c.blocks_per_stage = a.blocks_per_stage
     c.data.source = a.source
     c.eval.at_stage_end = False      # features of 50k images per stage is slow
+    # CIFAR-10 train split (50,000) over 10 clients, for the compile-only
+    # `resources` report (training always uses the real partition).
+    c.accounting.examples_per_client = 5000
     if a.smoke:
         c.data.source = 'synthetic'
         c.fl.batch_size = 16

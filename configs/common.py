@@ -91,6 +91,12 @@ def base() -> ml_collections.ConfigDict:
     c.eval.probe_batch_size = 256
     c.eval.probe_weight_decay = 1e-4
 
+    c.accounting = ml_collections.ConfigDict()
+    # Examples per client assumed by the compile-only `resources` report;
+    # 0 = load the data and use the real partition (as training does).
+    c.accounting.examples_per_client = 0
+    c.accounting.outdir = 'runs/resources'   # where `resources` writes
+
     c.log = ml_collections.ConfigDict()
     c.log.progress = True           # tqdm bar per stage, loss per round
     c.log.step_flops = 'every_stage'  # every_stage | last_stage | none: XLA

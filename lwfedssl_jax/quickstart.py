@@ -41,9 +41,8 @@ def format_table(summaries: dict) -> str:
         return f'{s[key] / base[key]:.2f}x' if base[key] else 'n/a'
 
     for mode, s in summaries.items():
-        comm = s['bytes_down_per_client'] + s['bytes_up_per_client']
-        s = {**s, 'comm': comm}
-        base_comm = base['bytes_down_per_client'] + base['bytes_up_per_client']
+        comm = s['resources']['bytes_down'] + s['resources']['bytes_up']
+        base_comm = base['resources']['bytes_down'] + base['resources']['bytes_up']
         flops = s.get('last_stage_step_flops')
         flops_cell = (f'{flops / 1e6:.1f} ({flops / base["last_stage_step_flops"]:.2f}x)'
                       if flops and base.get('last_stage_step_flops') else 'n/a')

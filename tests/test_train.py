@@ -71,12 +71,12 @@ def test_one_trace_per_stage(runs):
 
 def test_layerwise_exchanges_and_trains_less_than_e2e(runs):
     e2e, lw, prog = (runs[m][0] for m in ('e2e', 'layerwise', 'progressive'))
-    comm = lambda s: s['bytes_down_per_client'] + s['bytes_up_per_client']
+    comm = lambda s: s['resources']['bytes_down'] + s['resources']['bytes_up']
     assert comm(lw) < comm(prog) < comm(e2e)
     assert lw['max_trained_params_per_round'] < e2e['max_trained_params_per_round']
     # Bytes per round = 4 bytes x exchanged params, down and up alike.
     for s in (e2e, lw, prog):
-        assert s['bytes_down_per_client'] == s['bytes_up_per_client'] == sum(
+        assert s['resources']['bytes_down'] == s['resources']['bytes_up'] == sum(
             4 * r['exchanged_params'] * r['rounds'] for r in s['stages'])
 
 

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lwfedssl_jax import platform, train  # noqa: E402
+from lwfedssl_jax import builders, platform  # noqa: E402
 from lwfedssl_jax.utils.tree import select  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -48,12 +48,12 @@ def main(argv):
     for execution in ('vmap', 'map', 'chunked'):
         c = base.copy_and_resolve_references()
         c.fl.client_execution, c.fl.client_chunk = execution, _CHUNK.value
-        setup = train.build(c)
+        setup = builders.build(c)
         params = {}
         spec = setup.plan[_STAGE.value]
         for s in setup.plan[:spec.index + 1]:
-            params = train.init_new_parts(setup, params, s, c.seed)
-        fns = train.build_stage(setup, spec, c, n_max)
+            params = builders.init_new_parts(setup, params, s, c.seed)
+        fns = builders.build_stage(setup, spec, c, n_max)
         args = (select(params, spec.frozen), select(params, spec.exchanged),
                 images, sizes, selected)
         t = time.time()

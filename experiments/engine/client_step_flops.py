@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from absl import app  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lwfedssl_jax import platform, train  # noqa: E402
+from lwfedssl_jax import builders, platform  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/cifar10_vit_tiny.py', 'Config.', lock_config=True)
@@ -28,15 +28,15 @@ _CONFIG = config_flags.DEFINE_config_file(
 def stage_flops(config, mode, stage_indices):
     c = config.copy_and_resolve_references()
     c.mode = mode
-    setup = train.build(c)
+    setup = builders.build(c)
     params, out = {}, {}
     for spec in setup.plan:
-        params = train.init_new_parts(setup, params, spec, c.seed)
+        params = builders.init_new_parts(setup, params, spec, c.seed)
         if spec.index in stage_indices or (stage_indices == 'all'):
-            fns = train.build_stage(setup, spec, c, max_examples=c.fl.batch_size)
+            fns = builders.build_stage(setup, spec, c, max_examples=c.fl.batch_size)
             t = time.time()
-            out[spec.index] = train.step_flops(fns, params, spec, c.fl.batch_size,
-                                               c.model.image_size)
+            out[spec.index] = builders.step_cost(fns, params, spec, c.fl.batch_size,
+                                                 c.model.image_size).flops
             print(f'  {mode} stage {spec.index}: {out[spec.index] / 1e9:.1f} GFLOPs '
                   f'(compiled in {time.time() - t:.0f} s)', flush=True)
     return out

@@ -158,6 +158,25 @@ class ViTEncoder:
         return {name: self.init_part(jax.random.fold_in(key, i), name)
                 for i, name in enumerate(self.part_names())}
 
+    def part_forward_macs(self, name: str) -> int:
+        """Multiply-accumulates of one part's forward pass for ONE image.
+
+        Counts matrix products only (fvcore's convention, which the paper's
+        GFLOPs use, §7.1): the patch projection, and per block the q/k/v and
+        output projections (4 T D^2), the attention scores and weighted sum
+        (2 T^2 D) and the MLP (2 T D M). Norms, softmax, GELU and additions
+        are not counted; `norm` costs 0.
+        """
+        c = self.cfg
+        t, d = c.num_tokens, c.width
+        if name == EMBED:
+            return (t - 1) * c.patch_size ** 2 * 3 * d
+        if name == NORM:
+            return 0
+        if name.startswith('block_'):
+            return 4 * t * d * d + 2 * t * t * d + 2 * t * d * c.mlp_dim
+        raise ValueError(f'Unknown ViT part {name!r}.')
+
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int,
                     stop: int) -> jax.Array:

@@ -20,6 +20,8 @@ class SSLMethod(NamedTuple):
         (empty tuple and `momentum=None` for methods without a target).
       momentum: EMA coefficient µ of the target branch, or None.
       init_heads: `(key, feature_dim) -> {head_name: params}`.
+      samples_per_step: samples one step costs in the paper's GFLOPs
+        convention (§7.1): 1 for MoCo v3 / BYOL, 2 for SimCLR.
       loss_fn: `(online, target, encode_fn, h1, h2) -> (loss, metrics)`, where
         `online` holds the trainable encoder parts and all heads, `target` the
         EMA copy (or None), and `h1`, `h2` are the frozen-prefix outputs of
@@ -31,3 +33,4 @@ class SSLMethod(NamedTuple):
     momentum: float | None
     init_heads: Callable[[jax.Array, int], dict]
     loss_fn: Callable
+    samples_per_step: int = 1

@@ -1,0 +1,49 @@
+"""GFLOPs in the paper's convention (§7.1), computed from the stage plan.
+
+Per sample, forward multiply-accumulates (fvcore counts one MAC as one
+FLOP); trained parts cost 3x their forward (backward = 2x forward), frozen
+parts 1x; the target branch is not counted; one sample per step for MoCo v3
+and BYOL (two for SimCLR). "Total GFLOPs" of a client is this per-sample
+cost summed over all of its local epochs (E x R), not over its examples.
+"""
+
+import jax
+import numpy as np
+
+from lwfedssl_jax.models.vit import ViTEncoder
+from lwfedssl_jax.stages import StageSpec
+
+
+def dense_macs(head_params) -> int:
+    """Per-sample MACs of an MLP head: the sum of its 2-D kernel sizes."""
+    leaves = jax.tree_util.tree_leaves_with_path(head_params)
+    return int(sum(np.prod(x.shape) for path, x in leaves
+                   if getattr(path[-1], 'key', None) == 'kernel' and len(x.shape) == 2))
+
+
+def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dict,
+                          samples_per_step: int = 1) -> int:
+    """Paper-convention cost of one local epoch in stage `spec` (one sample).
+
+    Args:
+      encoder: the ViT (gives each encoder part's forward MACs).
+      spec: the stage.
+      head_params: `{head_name: params}` (shapes suffice) of the SSL heads.
+      samples_per_step: 1 for MoCo v3 / BYOL, 2 for SimCLR.
+    """
+    def forward(part):
+        if part in head_params:
+            return dense_macs(head_params[part])
+        return encoder.part_forward_macs(part)
+
+    trained = sum(forward(p) for p in spec.trainable)
+    frozen = sum(forward(p) for p in spec.frozen)
+    return samples_per_step * (3 * trained + frozen)
+
+
+def paper_flops(encoder: ViTEncoder, plan, head_params: dict, local_epochs: int,
+                samples_per_step: int = 1) -> list[int]:
+    """Per-stage paper-convention FLOPs of one client: rounds x E x epoch cost."""
+    return [spec.rounds * local_epochs
+            * per_sample_epoch_macs(encoder, spec, head_params, samples_per_step)
+            for spec in plan]
