@@ -91,6 +91,12 @@ def base() -> ml_collections.ConfigDict:
     c.eval.probe_batch_size = 256
     c.eval.probe_weight_decay = 1e-4
 
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.enabled = True
+    c.checkpoint.every_rounds = 1     # plus always at every stage end
+    c.checkpoint.keep = 2             # latest N kept, plus every stage end
+    c.checkpoint.allow_safe_changes = False   # resume despite log.* etc. changes
+
     c.accounting = ml_collections.ConfigDict()
     # Examples per client assumed by the compile-only `resources` report;
     # 0 = load the data and use the real partition (as training does).

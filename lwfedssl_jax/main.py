@@ -10,12 +10,6 @@ from ml_collections import config_flags
 
 from lwfedssl_jax import platform, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config file, e.g. configs/quickstart.py:mode=layerwise.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
-flags.mark_flags_as_required(['config', 'workdir'])
-
 
 def main(argv):
     if len(argv) > 1:
@@ -28,5 +22,17 @@ def main(argv):
           + f'; outputs in {_WORKDIR.value}')
 
 
+def _define_flags():
+    """Command-line flags (defined only when run as a program, so that the
+    module can be imported beside other entry points)."""
+    global _CONFIG, _WORKDIR
+    _CONFIG = config_flags.DEFINE_config_file(
+        'config', None, 'Config file, e.g. configs/quickstart.py:mode=layerwise.',
+        lock_config=True)
+    _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
+    flags.mark_flags_as_required(['config', 'workdir'])
+
+
 if __name__ == '__main__':
+    _define_flags()
     app.run(main)

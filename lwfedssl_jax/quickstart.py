@@ -19,11 +19,6 @@ from lwfedssl_jax import platform, train
 
 MODES = ('e2e', 'layerwise', 'progressive')
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/quickstart.py', 'Config of the three runs.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart', 'Output directory.')
-
 
 def format_table(summaries: dict) -> str:
     """Markdown table of the runs; ratios are to the e2e row."""
@@ -75,5 +70,16 @@ def main(argv):
     print('Table written to', os.path.join(_WORKDIR.value, 'table.md'))
 
 
+def _define_flags():
+    """Command-line flags (defined only when run as a program, so that the
+    module can be imported beside other entry points)."""
+    global _CONFIG, _WORKDIR
+    _CONFIG = config_flags.DEFINE_config_file(
+        'config', 'configs/quickstart.py', 'Config of the three runs.',
+        lock_config=True)
+    _WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart', 'Output directory.')
+
+
 if __name__ == '__main__':
+    _define_flags()
     app.run(main)

@@ -33,10 +33,6 @@ from lwfedssl_jax.utils.tree import select
 
 MODES = ('e2e', 'layerwise', 'progressive')
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/cifar10_vit_tiny.py', 'Config to account.', lock_config=True)
-_MODES = flags.DEFINE_list('modes', list(MODES), 'Modes to report (e2e first).')
-
 
 def client_sizes(config) -> np.ndarray:
     """`[N]` examples per client: from the config, or the real partition."""
@@ -185,5 +181,15 @@ def main(argv):
     print('Written:', ', '.join(paths + [os.path.join(base.accounting.outdir, 'resources.json')]))
 
 
+def _define_flags():
+    """Command-line flags (defined only when run as a program, so that the
+    module can be imported beside other entry points)."""
+    global _CONFIG, _MODES
+    _CONFIG = config_flags.DEFINE_config_file(
+        'config', 'configs/cifar10_vit_tiny.py', 'Config to account.', lock_config=True)
+    _MODES = flags.DEFINE_list('modes', list(MODES), 'Modes to report (e2e first).')
+
+
 if __name__ == '__main__':
+    _define_flags()
     app.run(main)

@@ -13,7 +13,11 @@ Outputs in `workdir`: `config.json`, `metrics.jsonl` (one line per round and
 per evaluation), `summary.json`.
 """
 
+import dataclasses
+import json
+import os
 import time
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -22,6 +26,7 @@ from tqdm.auto import tqdm
 
 from lwfedssl_jax import builders
 from lwfedssl_jax.accounting.tally import ResourceTally
+from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data.federated import FederatedData
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 from lwfedssl_jax.federated.sampling import sample_clients
@@ -30,7 +35,8 @@ from lwfedssl_jax.utils.tree import select
 from lwfedssl_jax.writers import RunWriter
 
 
-def _eval_kwargs(config) -> dict:
+def eval_kwargs(config) -> dict:
+    """Keyword arguments of `evaluate_encoder` from `config.eval`."""
     e = config.eval
     return dict(batch_size=e.batch_size, knn_k=e.knn_k,
                 knn_temperature=e.knn_temperature, probe_epochs=e.probe_epochs,
@@ -49,11 +55,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         on_stage_end=None) -> dict:
     """Trains according to `config`, writing outputs to `workdir`.
 
+    If `workdir` holds checkpoints of the same config, the run resumes from
+    the latest readable one (bit-identical to an uninterrupted run).
+
     Args:
       config: a config from `configs/` (locked ConfigDict).
       workdir: output directory (created if needed).
       on_stage_end: optional `fn(spec, params)` called after every stage with
-        the server's parameters (hook for checkpoints and tests).
+        the server's parameters (hook for tests).
 
     Returns:
       The summary dict (also written to `workdir/summary.json`) plus the
@@ -61,34 +70,31 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     """
     t_start = time.time()
     setup = builders.build(config)
+    ckpt = _open_checkpoints(config, setup, workdir)
+    dataset, fed = builders.load_data(config)
+    state = _restore_or_start(setup, config, workdir, ckpt, fed)
     writer = RunWriter(workdir)
     writer.write_json('config.json', config.to_dict())
-    dataset, fed = builders.load_data(config)
     print(f'[lwfedssl] {config.mode}: {len(setup.plan)} stage(s) x '
           f'{setup.plan[0].rounds} rounds, {fed.num_clients} clients '
           f'(sizes {int(fed.sizes.min())}-{int(fed.sizes.max())}), '
-          f'data {config.data.source} {dataset.train_images.shape}', flush=True)
-
-    params, stage_rows, tally = {}, [], ResourceTally()
-    global_round, previous = 0, None
+          f'data {config.data.source} {dataset.train_images.shape}'
+          + (f'; resumed after {state.global_round} rounds' if state.global_round else ''),
+          flush=True)
     try:
-        for spec in setup.plan:
-            params = builders.init_new_parts(setup, params, spec, config.seed)
-            row, params, global_round = _run_stage(
-                setup, spec, previous, config, params, fed, global_round, writer,
-                dataset, tally)
-            stage_rows.append(row)
-            previous = spec
+        for spec in setup.plan[state.stage:]:
+            state = _run_stage(setup, spec, config, state, fed, writer, dataset, ckpt)
             if on_stage_end is not None:
-                on_stage_end(spec, params)
+                on_stage_end(spec, state.params)
+        params, stage_rows = state.params, state.stage_rows
         final = evaluate_encoder(setup.encoder, params, setup.plan[-1].num_blocks,
-                                 dataset, **_eval_kwargs(config))
-        writer.log(kind='final_eval', **final)
+                                 dataset, **eval_kwargs(config))
+        writer.log(kind='final_eval', step=state.global_round, **final)
         summary = {
             'mode': config.mode, 'final_eval': final, 'stages': stage_rows,
             'evals': [{'stage': r['stage'], **r['eval']} for r in stage_rows
                       if 'eval' in r],
-            'resources': tally.summary(),
+            'resources': state.tally.summary(),
             'max_trained_params_per_round': max(r['trained_params'] for r in stage_rows),
             'max_exchanged_params_per_round': max(r['exchanged_params'] for r in stage_rows),
             'last_stage_step_flops': stage_rows[-1].get('step_flops'),
@@ -99,13 +105,76 @@ def run(config: ml_collections.ConfigDict, workdir: str,
             rand = setup.encoder.init(rng.stream(config.seed, rng.RANDOM_BASELINE))
             summary['random_encoder_eval'] = evaluate_encoder(
                 setup.encoder, rand, setup.encoder.depth, dataset,
-                **_eval_kwargs(config))
+                **eval_kwargs(config))
         summary['wall_time_s'] = time.time() - t_start
         writer.write_json('summary.json', summary)
         print(format_resources(summary), flush=True)
     finally:
         writer.close()
+        if ckpt is not None:
+            ckpt.close()   # waits for in-flight asynchronous saves
     return {**summary, 'params': params}
+
+
+class RunState(NamedTuple):
+    """Where a run stands: the resumable state a checkpoint holds."""
+    params: dict          # the server's present parts
+    stage: int            # current stage index
+    next_round: int       # next round within `stage` (== rounds: stage done)
+    global_round: int     # completed rounds so far (= checkpoint step)
+    tally: ResourceTally
+    stage_rows: list      # rows of completed stages
+
+
+def _open_checkpoints(config, setup, workdir):
+    if not config.checkpoint.enabled:
+        return None
+    ends = np.cumsum([s.rounds for s in setup.plan]).tolist()
+    ckpt = RunCheckpoints(workdir, keep=config.checkpoint.keep, stage_end_steps=ends)
+    saved = os.path.join(workdir, 'config.json')
+    if ckpt.all_steps() and os.path.exists(saved):
+        with open(saved) as f:
+            check_resume_config(json.load(f), json.loads(config.to_json()),
+                                config.checkpoint.allow_safe_changes)
+    return ckpt
+
+
+def abstract_params(setup, config, stage: int) -> dict:
+    """Parameter shapes of the server state during `stage`."""
+    params = {}
+    for spec in setup.plan[:stage + 1]:
+        params = jax.eval_shape(
+            lambda p, s=spec: builders.init_new_parts(setup, p, s, config.seed), params)
+    return params
+
+
+def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
+    """The latest readable checkpoint's state, or a fresh start."""
+    metrics = os.path.join(workdir, 'metrics.jsonl')
+    restored = None if ckpt is None else ckpt.restore_latest(
+        lambda meta: abstract_params(setup, config, meta['stage']))
+    if restored is None:
+        if os.path.exists(metrics):
+            os.remove(metrics)   # a fresh start: stale lines would mislead
+        return RunState({}, 0, 0, 0, ResourceTally(), [])
+    step, params, meta = restored
+    if meta['client_sizes'] != np.asarray(fed.sizes).tolist():
+        raise ValueError('Cannot resume: the client partition differs from the '
+                         "checkpoint's (data or partition settings changed).")
+    stage, next_round = meta['stage'], meta['next_round']
+    if next_round == setup.plan[stage].rounds:        # a stage-end checkpoint
+        stage, next_round = stage + 1, 0
+    RunWriter.truncate_metrics(metrics, step)         # drop lines past the checkpoint
+    return RunState(params, stage, next_round, step, ResourceTally(**meta['tally']),
+                    meta['stage_rows'])
+
+
+def _save(ckpt, state: RunState, fed) -> None:
+    ckpt.save(state.global_round, state.params, {
+        'stage': state.stage, 'next_round': state.next_round,
+        'global_round': state.global_round, 'tally': dataclasses.asdict(state.tally),
+        'stage_rows': state.stage_rows,
+        'client_sizes': np.asarray(fed.sizes).tolist()})
 
 
 def format_resources(summary: dict) -> str:
@@ -125,16 +194,23 @@ def format_resources(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def _run_stage(setup, spec, previous, config, params, fed: FederatedData,
-               global_round, writer, dataset, tally: ResourceTally):
-    """Runs all rounds of one stage; returns its summary row and new state."""
+def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, writer,
+               dataset, ckpt) -> RunState:
+    """Runs the remaining rounds of one stage; returns the state after it."""
+    first = state.next_round
+    params, tally, global_round = state.params, state.tally, state.global_round
+    if first == 0:
+        params = builders.init_new_parts(setup, params, spec, config.seed)
+    previous = setup.plan[spec.index - 1] if spec.index else None
     fns = builders.build_stage(setup, spec, config, fed.max_examples)
     frozen = select(params, spec.frozen)
     exchanged = select(params, spec.exchanged)
     row = builders.stage_resources(setup, spec, previous, params, fns, config)
-    tally.add_stage(row)
+    if first == 0:
+        tally.add_stage(row)
     sizes = np.asarray(fed.sizes)
-    bar = tqdm(range(spec.rounds), desc=f'stage {spec.index + 1}/{len(setup.plan)}',
+    bar = tqdm(range(first, spec.rounds), initial=first, total=spec.rounds,
+               desc=f'stage {spec.index + 1}/{len(setup.plan)}',
                disable=not config.log.progress, leave=True, dynamic_ncols=True)
     for r in bar:
         t0 = time.time()
@@ -149,19 +225,24 @@ def _run_stage(setup, spec, previous, config, params, fed: FederatedData,
             raise FloatingPointError(
                 f'Non-finite loss at stage {spec.index}, round {r} (global '
                 f'{global_round}), clients {ids[~np.isfinite(losses)].tolist()}; '
-                'lower optim.base_lr or check the data.')
+                'lower optim.base_lr or check the data. The last good checkpoint '
+                'is kept.')
         # Resources counted on the pytrees that really travelled this round.
         one_upload = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
         used = tally.add_round(frozen, sent, one_upload, row, steps)
+        global_round += 1
         loss = float(np.average(losses, weights=sizes[ids]))
-        writer.log(kind='round', stage=spec.index, round=r,
-                   global_round=global_round, loss=loss, client_loss=losses,
+        writer.log(kind='round', step=global_round, stage=spec.index, round=r,
+                   global_round=global_round - 1, loss=loss, client_loss=losses,
                    clients=ids, client_steps=steps, round_time_s=time.time() - t0,
                    **{f'{k}_per_client': v for k, v in used.items()},
                    cumulative=tally.summary())
         bar.set_postfix(loss=f'{loss:.4f}')
-        global_round += 1
+        if (ckpt is not None and r + 1 < spec.rounds
+                and global_round % config.checkpoint.every_rounds == 0):
+            _save(ckpt, RunState({**params, **exchanged}, spec.index, r + 1,
+                                 global_round, tally, state.stage_rows), fed)
     if jax.devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.
         row['device_peak_bytes_in_use'] = jax.devices()[0].memory_stats().get(
@@ -170,9 +251,13 @@ def _run_stage(setup, spec, previous, config, params, fed: FederatedData,
     row['round_fn_traces'] = fns.round_fn.num_traces
     if config.eval.at_stage_end:
         row['eval'] = evaluate_encoder(setup.encoder, params, spec.num_blocks,
-                                       dataset, **_eval_kwargs(config))
-        writer.log(kind='stage_eval', stage=spec.index, **row['eval'])
+                                       dataset, **eval_kwargs(config))
+        writer.log(kind='stage_eval', step=global_round, stage=spec.index, **row['eval'])
         print(f'[lwfedssl] stage {spec.index + 1} eval: '
               + ', '.join(f'{k}={v:.2f}' for k, v in row['eval'].items()),
               flush=True)
-    return row, params, global_round
+    done = RunState(params, spec.index, spec.rounds, global_round, tally,
+                    state.stage_rows + [row])
+    if ckpt is not None:
+        _save(ckpt, done, fed)   # every stage end, whatever every_rounds says
+    return RunState(params, spec.index + 1, 0, global_round, tally, done.stage_rows)

@@ -37,5 +37,25 @@ class RunWriter:
         self._metrics.write(json.dumps(_plain(record)) + '\n')
         self._metrics.flush()
 
+    @staticmethod
+    def truncate_metrics(path: str, step: int) -> None:
+        """Keeps only the lines logged at or before checkpoint `step` (a resumed
+        run re-logs what came after it, identically)."""
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            lines = [l for l in f if l.strip()]
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:   # a line cut by a crash
+                continue
+            if record.get('step', step + 1) <= step and record.get('kind') != 'final_eval':
+                kept.append(line if line.endswith('\n') else line + '\n')
+        with open(path + '.tmp', 'w') as f:
+            f.writelines(kept)
+        os.replace(path + '.tmp', path)
+
     def close(self) -> None:
         self._metrics.close()

@@ -1,0 +1,191 @@
+"""Orbax checkpoints of a multi-stage run under `<workdir>/checkpoints`.
+
+Step n is the server state after n completed rounds (global round count).
+Each step holds two items:
+
+* `params`: every present encoder part and the heads (StandardSave);
+* `meta`: JSON with the stage, the next round within it, the resource
+  tally, the per-stage rows and the client partition sizes.
+
+Randomness needs no state: every key is `fold_in(seed stream, stage, round,
+client, step)`, so (seed, stage, round) restores it exactly.
+
+The parameter tree grows between stages, so restoring is two-step: read
+`meta` alone first (JSON, structure-free), then build the abstract parameter
+tree of that stage and restore `params` into it.
+
+Retention: the last `keep` checkpoints plus every stage-end checkpoint
+(orbax preservation policies). Saves are asynchronous; `close()` waits.
+A checkpoint that fails to restore (truncated, corrupted) is reported and
+skipped for the previous one; if none can be read, `restore_latest` raises
+rather than letting a run start over and overwrite them.
+"""
+
+import logging
+import os
+import time
+
+import orbax.checkpoint as ocp
+
+PARAMS, META = 'params', 'meta'
+
+
+class UnreadableCheckpoints(RuntimeError):
+    """Every checkpoint in the directory failed to restore."""
+
+
+class RunCheckpoints:
+    """Saves and restores one run's checkpoints.
+
+    Args:
+      workdir: the run's output directory.
+      keep: how many of the latest checkpoints to keep (besides stage ends).
+      stage_end_steps: the steps that end a stage (always kept).
+      read_only: for readers (evaluate, export): never write or clean up, so
+        a training process can keep running beside them.
+    """
+
+    def __init__(self, workdir: str, *, keep: int, stage_end_steps,
+                 read_only: bool = False):
+        if keep < 1:
+            raise ValueError(f'checkpoint.keep must be >= 1, got {keep}.')
+        self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+        self.damaged_directory = self.directory + '.damaged'
+        self._read_only = read_only
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+            ocp.checkpoint_managers.LatestN(n=keep),
+            ocp.checkpoint_managers.CustomSteps(steps=list(stage_end_steps))])
+        self._options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, create=not read_only,
+            cleanup_tmp_directories=not read_only, read_only=read_only)
+        self._manager = self._open()
+
+    def _open(self):
+        return ocp.CheckpointManager(self.directory, options=self._options,
+                                     item_names=(PARAMS, META))
+
+    def _set_aside(self, steps) -> None:
+        """Moves damaged checkpoints newer than the one resumed from to
+        `checkpoints.damaged/` (kept for inspection), so that the resumed run
+        can save those steps again."""
+        os.makedirs(self.damaged_directory, exist_ok=True)
+        self._manager.close()
+        for step in steps:
+            target = os.path.join(self.damaged_directory, f'{step}-{time.time():.0f}')
+            os.replace(os.path.join(self.directory, str(step)), target)
+            print(f'[lwfedssl] damaged checkpoint {step} moved to {target}', flush=True)
+        self._manager = self._open()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, params: dict, meta: dict) -> None:
+        """Starts an asynchronous save of `params` and JSON `meta` at `step`."""
+        self._manager.save(step, args=ocp.args.Composite(**{
+            PARAMS: ocp.args.StandardSave(params), META: ocp.args.JsonSave(meta)}))
+
+    def read_meta(self, step: int) -> dict:
+        return self._manager.restore(step, args=ocp.args.Composite(**{
+            META: ocp.args.JsonRestore()}))[META]
+
+    def restore(self, step: int, abstract_params_fn) -> tuple[dict, dict]:
+        """Restores `(params, meta)` of `step`.
+
+        Args:
+          abstract_params_fn: `meta -> pytree of ShapeDtypeStruct`, the
+            parameter structure of the stage recorded in `meta`.
+        """
+        meta = self.read_meta(step)
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{
+            PARAMS: ocp.args.StandardRestore(abstract_params_fn(meta))}))
+        return restored[PARAMS], meta
+
+    def restore_latest(self, abstract_params_fn, validate_fn=None):
+        """The newest checkpoint that restores, or None if there are none.
+
+        Args:
+          abstract_params_fn: see `restore`.
+          validate_fn: optional `(params, meta) -> None` raising on bad
+            content (e.g. non-finite values).
+
+        Returns:
+          `(step, params, meta)` or None.
+
+        Raises:
+          UnreadableCheckpoints: checkpoints exist but none restores.
+        """
+        steps = self.all_steps()
+        errors = []
+        for step in reversed(steps):
+            try:
+                params, meta = self.restore(step, abstract_params_fn)
+                if validate_fn is not None:
+                    validate_fn(params, meta)
+                if errors:
+                    logging.warning('Resuming from checkpoint %d instead.', step)
+                    if not self._read_only:
+                        self._set_aside([s for s in steps if s > step])
+                return step, params, meta
+            except Exception as e:  # noqa: BLE001 - any failure means "skip it".
+                msg = f'checkpoint {step} in {self.directory} is unreadable ' \
+                      f'({type(e).__name__}: {str(e)[:300]})'
+                logging.warning('Skipping %s', msg)
+                print(f'[lwfedssl] WARNING: skipping {msg}', flush=True)
+                errors.append(msg)
+        if steps:
+            raise UnreadableCheckpoints(
+                f'None of the {len(steps)} checkpoints in {self.directory} can be '
+                'restored:\n  ' + '\n  '.join(errors) + '\nMove or delete that '
+                'directory to start over; it was left untouched.')
+        return None
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+# Config keys whose change cannot alter a run's numbers: logging, where
+# outputs and caches go, and checkpointing itself. Anything else differing
+# from the saved config refuses a resume.
+SAFE_TO_CHANGE = ('log.', 'checkpoint.', 'accounting.outdir', 'data.cache_dir')
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) -> None:
+    """Refuses to resume with a config that would change the run.
+
+    Args:
+      saved: the run's `config.json` (plain dict).
+      requested: the config of this invocation (plain dict).
+      allow_safe_changes: accept differences limited to `SAFE_TO_CHANGE`.
+
+    Raises:
+      ValueError: listing every differing key and the way out.
+    """
+    a, b = _flatten(saved), _flatten(requested)
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    unsafe = [k for k in diff if not k.startswith(SAFE_TO_CHANGE)]
+    lines = [f'  {k}: saved {a.get(k, "<absent>")!r} -> requested {b.get(k, "<absent>")!r}'
+             for k in diff]
+    if unsafe:
+        raise ValueError(
+            'Cannot resume: the config differs from the saved run in keys that '
+            'affect results:\n' + '\n'.join(lines) + '\nUse a new --workdir, or '
+            'rerun with the saved config.json.')
+    if diff and not allow_safe_changes:
+        raise ValueError(
+            'The config differs from the saved run only in safe keys:\n'
+            + '\n'.join(lines) + '\nRerun with --config.checkpoint.allow_safe_changes=True '
+            'to resume with them.')
