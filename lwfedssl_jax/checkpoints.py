@@ -27,6 +27,8 @@ import time
 
 import orbax.checkpoint as ocp
 
+from lwfedssl_jax.utils.tree import flatten_dict
+
 PARAMS, META = 'params', 'meta'
 
 
@@ -153,16 +155,6 @@ class RunCheckpoints:
 SAFE_TO_CHANGE = ('log.', 'checkpoint.', 'accounting.outdir', 'data.cache_dir')
 
 
-def _flatten(d: dict, prefix: str = '') -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
-    return out
-
-
 def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) -> None:
     """Refuses to resume with a config that would change the run.
 
@@ -174,7 +166,9 @@ def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) 
     Raises:
       ValueError: listing every differing key and the way out.
     """
-    a, b = _flatten(saved), _flatten(requested)
+    plain = lambda d: {k: tuple(v) if isinstance(v, list) else v   # JSON lists
+                       for k, v in flatten_dict(d, sep='.').items()}
+    a, b = plain(saved), plain(requested)
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     unsafe = [k for k in diff if not k.startswith(SAFE_TO_CHANGE)]
     lines = [f'  {k}: saved {a.get(k, "<absent>")!r} -> requested {b.get(k, "<absent>")!r}'

@@ -26,30 +26,10 @@ from absl import app, flags
 
 from lwfedssl_jax import platform, run_dir
 from lwfedssl_jax.models.vit import EMBED, NORM, ViTConfig, ViTEncoder
+from lwfedssl_jax.utils.tree import flatten_dict, unflatten_dict
 
 FORMAT = 'lwfedssl_jax.encoder.v1'
 _META = '__meta__'
-
-
-def _flatten(tree, prefix=''):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}/'))
-        else:
-            out[f'{prefix}{k}'] = np.asarray(v)
-    return out
-
-
-def _unflatten(flat):
-    tree = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split('/')
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
 
 
 def export_checkpoint(workdir: str, step: int | None = None, out: str | None = None) -> str:
@@ -58,7 +38,7 @@ def export_checkpoint(workdir: str, step: int | None = None, out: str | None = N
     num_blocks = setup.plan[meta['stage']].num_blocks
     parts = [p for p in setup.encoder.part_names() if p in params]
     assert parts[0] == EMBED and parts[-1] == NORM, parts
-    flat = _flatten({p: params[p] for p in parts})
+    flat = {k: np.asarray(v) for k, v in flatten_dict({p: params[p] for p in parts}).items()}
     flat[_META] = np.array(json.dumps({
         'format': FORMAT, 'vit': setup.encoder.cfg._asdict(), 'num_blocks': num_blocks,
         'step': step, 'stage': meta['stage'], 'mode': config.mode}))
@@ -74,7 +54,7 @@ def load_encoder(path: str):
         if meta.get('format') != FORMAT:
             raise ValueError(f'{path} is not an {FORMAT} file (format '
                              f'{meta.get("format")!r}).')
-        params = _unflatten({k: data[k] for k in data.files if k != _META})
+        params = unflatten_dict({k: data[k] for k in data.files if k != _META})
     encoder = ViTEncoder(ViTConfig(**meta['vit']))
     return encoder, jax.tree.map(jax.numpy.asarray, params), meta['num_blocks']
 
