@@ -57,5 +57,15 @@ def test_progressive_reproduces_paper_table_2():
 @pytest.mark.parametrize('bps, lw_gb, prog_gb', [
     (2, 2.27, 5.35), (3, 2.88, 5.65), (4, 3.49, 5.96), (6, 4.71, 6.57)])
 def test_table3_communication(bps, lw_gb, prog_gb):
-    assert abs(predict('layerwise', bps)['comm_paper_gb'] - lw_gb) < 0.01
-    assert abs(predict('progressive', bps)['comm_paper_gb'] - prog_gb) < 0.01
+    stages, rounds = 12 // bps, 180 // (12 // bps)
+    lw, prog = predict('layerwise', bps), predict('progressive', bps)
+    assert lw['bytes_up'] == rounds * 4 * (stages * (bps * BLOCK + HEADS) + EMBED)
+    assert prog['bytes_up'] == sum(rounds * 4 * ((s + 1) * bps * BLOCK + EMBED + HEADS)
+                                   for s in range(stages))
+    assert abs(prog['comm_paper_gb'] - prog_gb) < 0.01
+    # The paper's printed layer-wise rows are not mutually consistent at the
+    # 0.01 level: LW(6) - LW(1) = 2 x 4 B x (900 blocks + 75 embeddings) =
+    # 3.067 "GB" whatever the heads (they cancel), but its printed rows differ
+    # by 4.71 - 1.66 = 3.05 +- 0.01. Our exact count gives 4.721 for 6 blocks
+    # per stage (0.011 from the paper); the other rows are within 0.01.
+    assert abs(lw['comm_paper_gb'] - lw_gb) < (0.012 if bps == 6 else 0.01)
