@@ -110,3 +110,16 @@ def test_cli_runs_and_rejects_unknown_keys(tmp_path):
     bad = _cli('--config', 'configs/quickstart.py:smoke=True', '--workdir',
                str(tmp_path / 'bad'), '--config.fl.no_such_key=3')
     assert bad.returncode != 0 and 'no_such_key' in bad.stderr
+
+
+def test_quickstart_prints_the_comparison_table(tmp_path):
+    out = subprocess.run(
+        [sys.executable, '-m', 'lwfedssl_jax.quickstart', '--config',
+         'configs/quickstart.py:smoke=True', '--workdir', str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = (tmp_path / 'table.md').read_text()
+    assert table in out.stdout
+    rows = {line.split('|')[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(rows) == {'e2e', 'layerwise', 'progressive'}   # smoke: no random row
+    assert '(1.00x)' in rows['e2e'] and '(1.00x)' not in rows['layerwise']
