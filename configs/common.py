@@ -73,6 +73,7 @@ def base() -> ml_collections.ConfigDict:
     c.fl.total_rounds = 180         # R, split equally over the stages
     c.fl.client_execution = 'vmap'  # vmap | map | chunked (federated/client.py)
     c.fl.client_chunk = 0           # clients per vmapped chunk for 'chunked'
+    c.fl.mesh_devices = 1           # split clients over devices: 1 none, -1 all
 
     c.optim = ml_collections.ConfigDict()
     c.optim.base_lr = 1.5e-4        # lr = base_lr * batch_size / 256

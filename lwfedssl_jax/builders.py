@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lwfedssl_jax import ssl, stages
+from lwfedssl_jax import sharding, ssl, stages
 from lwfedssl_jax.accounting import comm, flops
 from lwfedssl_jax.accounting.xla_cost import CompiledCost, abstract, compiled_cost
 from lwfedssl_jax.data import augment, sources
@@ -118,7 +118,11 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, max_examples: int)
         max_examples=max_examples)
     clients_update = client_lib.make_clients_update(
         local_train, fl.client_execution, fl.client_chunk)
-    return StageFns(local, make_round_fn(clients_update))
+    mesh = sharding.make_client_mesh(fl.mesh_devices)
+    if mesh is not None and fl.clients_per_round % mesh.size:
+        raise ValueError(f'fl.clients_per_round={fl.clients_per_round} must be a '
+                         f'multiple of the {mesh.size} mesh devices (fl.mesh_devices).')
+    return StageFns(local, make_round_fn(clients_update, mesh))
 
 
 def step_cost(fns: StageFns, params: dict, spec: stages.StageSpec,

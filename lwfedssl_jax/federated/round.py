@@ -5,11 +5,17 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from lwfedssl_jax import sharding
 from lwfedssl_jax.federated.aggregate import weighted_mean
 
 
-def make_round_fn(clients_update: Callable) -> Callable:
+def make_round_fn(clients_update: Callable, mesh=None) -> Callable:
     """Builds `round_fn(frozen, exchanged, images, sizes, selected, key)`.
+
+    With a `mesh` (see `sharding.py`), the participating clients are split
+    over its devices: their data, local training and uploads are laid out
+    along the mesh's client axis, and the FedAvg result is replicated (XLA
+    emits the all-reduce). K must then be a multiple of the mesh size.
 
     Args to the returned function:
       frozen: present parts that stay on the clients (never sent).
@@ -33,9 +39,18 @@ def make_round_fn(clients_update: Callable) -> Callable:
     def round_fn(frozen, exchanged, images, sizes, selected, key):
         counter.num_traces += 1  # Python side effect: runs at trace time only.
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(selected)
-        uploads, metrics = clients_update(frozen, exchanged, images[selected],
-                                          sizes[selected], keys)
-        new = weighted_mean(uploads, sizes[selected].astype(jnp.float32))
+        client_images, client_sizes = images[selected], sizes[selected]
+        if mesh is not None:
+            client_images, client_sizes = jax.lax.with_sharding_constraint(
+                (client_images, client_sizes), sharding.client_sharded(mesh))
+        uploads, metrics = clients_update(frozen, exchanged, client_images,
+                                          client_sizes, keys)
+        if mesh is not None:
+            uploads = jax.lax.with_sharding_constraint(
+                uploads, sharding.client_sharded(mesh))
+        new = weighted_mean(uploads, client_sizes.astype(jnp.float32))
+        if mesh is not None:
+            new = jax.lax.with_sharding_constraint(new, sharding.replicated(mesh))
         return new, uploads, metrics
 
     counter.fn = jax.jit(round_fn)
