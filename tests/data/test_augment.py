@@ -122,11 +122,16 @@ def test_brightness_only_scales_each_image():
     assert np.ptp(per_image[:, 0]) > 1e-3  # Factors differ across images.
 
 
-def test_contrast_only_keeps_mean_luma():
+def _jitter_only(**factors):
+    """(input, output) in [0, 1] of a jitter-only view of mid-grey images."""
     mid = (IMAGES // 4 + 96).astype(np.uint8)
-    cfg = OFF._replace(jitter_prob=1.0, brightness=0.0, contrast=0.4,
-                       saturation=0.0, hue=0.0)
-    x, y = mid / 255.0, _unnorm(_view(cfg, images=mid))
+    cfg = OFF._replace(jitter_prob=1.0, **{'brightness': 0.0, 'contrast': 0.0,
+                                           'saturation': 0.0, 'hue': 0.0, **factors})
+    return mid / 255.0, _unnorm(_view(cfg, images=mid))
+
+
+def test_contrast_only_keeps_mean_luma():
+    x, y = _jitter_only(contrast=0.4)
     luma = np.array([0.299, 0.587, 0.114])
     m = (x @ luma).mean(axis=(1, 2))[:, None, None, None]
     # y - m = f (x - m) with one factor f per image.
@@ -138,10 +143,7 @@ def test_contrast_only_keeps_mean_luma():
 
 
 def test_saturation_and_hue_keep_luma():
-    mid = (IMAGES // 4 + 96).astype(np.uint8)
-    cfg = OFF._replace(jitter_prob=1.0, brightness=0.0, contrast=0.0,
-                       saturation=0.4, hue=0.1)
-    x, y = mid / 255.0, _unnorm(_view(cfg, images=mid))
+    x, y = _jitter_only(saturation=0.4, hue=0.1)
     luma = np.array([0.299, 0.587, 0.114])
     np.testing.assert_allclose(y @ luma, x @ luma, atol=1e-4)
     assert np.abs(y - x).max() > 0.01
