@@ -61,11 +61,10 @@ def predict(config, sizes=None) -> dict:
     data = (jax.ShapeDtypeStruct((len(sizes), n_max, img, img, 3), jnp.uint8),
             jax.ShapeDtypeStruct((len(sizes),), jnp.int32),
             jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.int32))
-    params, previous, rows, per_round = {}, None, [], []
+    previous, rows, per_round = None, [], []
     tally = ResourceTally()
     for spec in setup.plan:
-        params = jax.eval_shape(
-            lambda p, s=spec: builders.init_new_parts(setup, p, s, config.seed), params)
+        params = train.abstract_params(setup, config, spec.index)
         fns = builders.build_stage(setup, spec, config, n_max)
         row = builders.stage_resources(setup, spec, previous, params, fns, config)
         tally.add_stage(row)

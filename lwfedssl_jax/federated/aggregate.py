@@ -6,7 +6,8 @@ paper is silent on partial participation; this is the standard choice).
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lwfedssl_jax import sharding
 
 
 def weighted_mean(stacked, weights: jax.Array):
@@ -27,14 +28,14 @@ def weighted_mean(stacked, weights: jax.Array):
         stacked)
 
 
-def make_sharded_weighted_mean(mesh: jax.sharding.Mesh, axis: str = 'clients'):
-    """`weighted_mean` jitted with the client axis sharded over `mesh[axis]`.
+def make_sharded_weighted_mean(mesh: jax.sharding.Mesh):
+    """`weighted_mean` jitted with the client axis sharded over the mesh.
 
-    Inputs are laid out `P(axis)` (each device holds its clients' slices), the
+    Inputs are split along the mesh's 'clients' axis (each device holds its
+    clients' slices), the
     output is replicated; XLA inserts the cross-device reduction. K must be a
     multiple of the mesh size (pad with zero-weight clients otherwise).
     """
-    clients = NamedSharding(mesh, P(axis))
-    replicated = NamedSharding(mesh, P())
+    clients = sharding.client_sharded(mesh)
     return jax.jit(weighted_mean, in_shardings=(clients, clients),
-                   out_shardings=replicated)
+                   out_shardings=sharding.replicated(mesh))
