@@ -14,17 +14,17 @@ of `cifar10-jpeg.tar.gz`.
 A GPU/TPU run (clients vmapped). On a 2-core CPU one e2e client step at
 batch 512 takes seconds: use `:smoke` there.
 
-Args (`:key=value,...`): mode, blocks_per_stage (1, 2, 3, 4, 6; Table 3),
-source (default tfds:cifar10), smoke.
+Args (`:key=value,...`): method (mocov3 | byol | simclr), mode,
+blocks_per_stage (1, 2, 3, 4, 6; Table 3), source (default tfds:cifar10), smoke.
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, mode='layerwise', blocks_per_stage=1,
+    a = common.parse_arg(arg, method='mocov3', mode='layerwise', blocks_per_stage=1,
                          source='tfds:cifar10', smoke=False)
-    c = common.base()
+    c = common.base(a.method)
     c.mode = a.mode
     c.blocks_per_stage = a.blocks_per_stage
     c.data.source = a.source

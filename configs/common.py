@@ -34,8 +34,52 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return out
 
 
-def base() -> ml_collections.ConfigDict:
-    """The paper's CIFAR/COCO ViT-Tiny MoCo v3 defaults (unlocked)."""
+# Each SSL method's keyword arguments and their defaults (paper §2). A config
+# holds only its method's: `set_method` picks them, so a BYOL run never
+# receives MoCo's temperature.
+SSL_DEFAULTS = {
+    # Paper §2.1: τ 0.05, µ 0.99 constant, H 3 layers 512/256, P 2 layers 512.
+    'mocov3': dict(temperature=0.05, momentum=0.99, momentum_schedule='constant',
+                   proj_hidden=512, proj_dim=256, proj_layers=3, pred_hidden=512,
+                   pred_layers=2, loss_scale_2tau=False),
+    # Paper §2.2: no BYOL hyperparameters; its resource figures equal MoCo
+    # v3's, so the same heads and µ (BYOL's own cosine ramp: an option).
+    'byol': dict(momentum=0.99, momentum_schedule='constant', proj_hidden=512,
+                 proj_dim=256, proj_layers=3, pred_hidden=512, pred_layers=2),
+    # Paper §2.3: projector only; temperature not stated: SimCLR's 0.5.
+    'simclr': dict(temperature=0.5, proj_hidden=512, proj_dim=256, proj_layers=3),
+}
+
+# Every federated algorithm's own keyword arguments (fl.algorithm picks one;
+# the others are ignored), so `--config.fl.algorithm=fedema` works on any
+# config. Documented in federated/algorithms/<name>.py.
+ALGORITHM_DEFAULTS = {
+    'fedavg': dict(),
+    'fedu': dict(threshold=1.0, relative=True),
+    'fedema': dict(tau=0.7),
+    'fedca': dict(dictionary=True, align_weight=1.0, align_batch=32),
+}
+
+# Aggregators' own keyword arguments (server.aggregator picks one).
+AGGREGATOR_DEFAULTS = {
+    'fedavg': dict(),
+    'ldawa': dict(warmup_rounds=1),
+}
+
+
+def set_method(c: ml_collections.ConfigDict, name: str, **overrides) -> None:
+    """Sets `c.ssl` to method `name` with its defaults, then `overrides` for
+    the keys that method has (others are skipped: e.g. a temperature
+    override does not reach BYOL)."""
+    if name not in SSL_DEFAULTS:
+        raise ValueError(f'Unknown method {name!r}; choices: {sorted(SSL_DEFAULTS)}.')
+    kwargs = dict(SSL_DEFAULTS[name])
+    kwargs.update({k: v for k, v in overrides.items() if k in kwargs})
+    c.ssl = ml_collections.ConfigDict({'name': name, 'kwargs': kwargs})
+
+
+def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
+    """The paper's CIFAR/COCO ViT-Tiny defaults for `method` (unlocked)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.mode = 'layerwise'            # e2e | layerwise | progressive (stages.py)
@@ -44,11 +88,7 @@ def base() -> ml_collections.ConfigDict:
     c.model = dict(image_size=32, patch_size=4, width=192, depth=12,
                    num_heads=3, mlp_dim=768)
 
-    c.ssl = ml_collections.ConfigDict()
-    c.ssl.name = 'mocov3'
-    c.ssl.kwargs = dict(temperature=0.05, momentum=0.99, proj_hidden=512,
-                        proj_dim=256, proj_layers=3, pred_hidden=512,
-                        pred_layers=2, loss_scale_2tau=False)
+    set_method(c, method)
 
     c.data = ml_collections.ConfigDict()
     c.data.source = 'digits'        # digits | tfds:<name> | folder:<path> | synthetic
@@ -60,6 +100,10 @@ def base() -> ml_collections.ConfigDict:
     c.data.partition_seed = 0       # separate from the model seed on purpose
     c.data.synthetic_train = 512
     c.data.synthetic_test = 128
+    # Server-side public set held out from the training split before
+    # partitioning (FedCA's alignment module); 0 = none.
+    c.data.public_size = 0
+    c.data.public_base_epochs = 20  # server's base model on the public set
 
     # Two-view augmentation: the fields and MoCo v3 defaults of
     # data/augment.py AugmentConfig (one source of truth, no drift).
@@ -74,6 +118,23 @@ def base() -> ml_collections.ConfigDict:
     c.fl.client_execution = 'vmap'  # vmap | map | chunked (federated/client.py)
     c.fl.client_chunk = 0           # clients per vmapped chunk for 'chunked'
     c.fl.mesh_devices = 1           # split clients over devices: 1 none, -1 all
+    c.fl.algorithm = 'fedavg'       # fedavg | fedu | fedema | fedca (federated/algorithms)
+    c.fl.local_parts = ()           # trained but never exchanged (e.g. ('predictor',))
+
+    c.algorithms = ml_collections.ConfigDict(ALGORITHM_DEFAULTS)
+
+    # The server: how uploads are combined (aggregator) and an optional optax
+    # optimiser on the aggregate (pseudo-gradient global - aggregate):
+    # none = plain aggregate, sgd (+momentum) = FedAvgM, adam = FedAdam.
+    c.server = ml_collections.ConfigDict()
+    c.server.aggregator = 'fedavg'  # fedavg | ldawa
+    c.server.optimizer = 'none'     # none | sgd | adam
+    c.server.learning_rate = 1.0
+    c.server.momentum = 0.0
+    c.server.b1 = 0.9
+    c.server.b2 = 0.99
+    c.server.eps = 1e-3
+    c.aggregators = ml_collections.ConfigDict(AGGREGATOR_DEFAULTS)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.base_lr = 1.5e-4        # lr = base_lr * batch_size / 256

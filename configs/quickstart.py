@@ -9,8 +9,8 @@ on 1,347 tiny images (environment-notes §9): temperature 0.2 (0.05 was less
 stable at this scale), lr 2e-3 with weight decay 0.1, smaller heads, digit
 augmentations (no flip: digits are not flip-invariant; small rotations).
 
-Args (`:key=value,...`): mode (e2e | layerwise | progressive), smoke (tiny
-run for tests).
+Args (`:key=value,...`): method (mocov3 | byol | simclr), mode (e2e |
+layerwise | progressive), smoke (tiny run for tests).
 """
 
 from configs import common
@@ -18,13 +18,13 @@ from lwfedssl_jax.data import augment
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, mode='layerwise', smoke=False)
+    a = common.parse_arg(arg, method='mocov3', mode='layerwise', smoke=False)
     c = common.base()
     c.mode = a.mode
     c.model = dict(image_size=16, patch_size=4, width=64, depth=4,
                    num_heads=4, mlp_dim=256)
-    c.ssl.kwargs.update(temperature=0.2, proj_hidden=256, proj_dim=64,
-                        pred_hidden=256)
+    common.set_method(c, a.method, temperature=0.2, proj_hidden=256, proj_dim=64,
+                      pred_hidden=256)
     c.data.source = 'digits'
     c.augment = augment.DIGITS._asdict()   # no flip/blur/solarize/colour
     c.fl.num_clients = 4
@@ -43,7 +43,8 @@ def get_config(arg=None):
         c.model.width = 32
         c.model.mlp_dim = 64
         c.model.num_heads = 2
-        c.ssl.kwargs.update(proj_hidden=32, proj_dim=16, pred_hidden=32)
+        common.set_method(c, a.method, temperature=0.2, proj_hidden=32, proj_dim=16,
+                          pred_hidden=32)
         c.data.source = 'synthetic'
         c.data.synthetic_train = 96
         c.data.synthetic_test = 32

@@ -5,39 +5,68 @@ Shared by the training loop (`train.py`) and the compile-only resource
 report (`resources.py`), so both see exactly the same engine.
 """
 
-from typing import NamedTuple
+import inspect
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from lwfedssl_jax import sharding, ssl, stages
 from lwfedssl_jax.accounting import comm, flops
 from lwfedssl_jax.accounting.xla_cost import CompiledCost, abstract, compiled_cost
 from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
+from lwfedssl_jax.federated import aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
-from lwfedssl_jax.federated.round import make_round_fn
+from lwfedssl_jax.federated.algorithms.base import PublicData, Sent
+from lwfedssl_jax.federated import round as round_lib
+from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
 from lwfedssl_jax.utils import rng
-from lwfedssl_jax.utils.tree import num_params, select
+from lwfedssl_jax.utils.tree import num_bytes, num_params, select
 
 STEP_FLOPS_CHOICES = ('every_stage', 'last_stage', 'none')
 
 
 class Setup(NamedTuple):
-    """Everything static that a run is built from."""
+    """Everything static that a run is built from.
+
+    Attributes:
+      make_algorithm: `(spec, num_clients, max_examples) ->
+        FederatedAlgorithm`, the configured algorithm for one stage.
+      aggregator: how the server combines the uploaded parameters.
+      server_update: the server optimiser applied to the aggregate.
+    """
     encoder: ViTEncoder
     method: ssl.SSLMethod
     plan: tuple
     augment_cfg: augment.AugmentConfig
     learning_rate: float
+    make_algorithm: Callable
+    aggregator: aggregate.Aggregator
+    server_update: aggregate.ServerUpdate
 
 
 class StageFns(NamedTuple):
     """The compiled pieces of one stage."""
     local: client_lib.LocalStep
-    round_fn: object
+    algorithm: algorithms.FederatedAlgorithm
+    round_fn: RoundFunction
+
+
+def _kwargs_for(builder, kwargs: dict, key: str, choice: str) -> dict:
+    """`kwargs` after checking every key is an argument of `builder`."""
+    accepted = [n for n, p in inspect.signature(builder).parameters.items()
+                if p.kind == p.KEYWORD_ONLY and n not in algorithms.ENGINE_ARGS]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f'{key} has {unknown}, which {choice} does not take; it accepts '
+            f'{accepted}. Pick the method with the config variant (e.g. '
+            f'`configs/quickstart.py:method={choice}`), which sets its own defaults.')
+    return dict(kwargs)
 
 
 # ---------------------------------------------------------------- Setup
@@ -56,42 +85,150 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         raise ValueError(f'log.step_flops={config.log.step_flops!r}; choices: '
                          f'{STEP_FLOPS_CHOICES}.')
     encoder = ViTEncoder(ViTConfig(**config.model))
-    method = ssl.get(config.ssl.name)(**config.ssl.kwargs)
+    make_method = ssl.get(config.ssl.name)
+    method = make_method(**_kwargs_for(make_method, config.ssl.kwargs.to_dict(),
+                                       'ssl.kwargs', config.ssl.name))
     plan = stages.make_stage_plan(
         config.mode, depth=encoder.depth, blocks_per_stage=config.blocks_per_stage,
-        total_rounds=fl.total_rounds, head_names=method.head_names)
+        total_rounds=fl.total_rounds, head_names=method.head_names,
+        local_parts=tuple(fl.local_parts))
     try:
         augment_cfg = augment.AugmentConfig(**config.augment)
     except TypeError as e:
         raise ValueError(f'Bad config.augment: {e}; valid keys: '
                          f'{augment.AugmentConfig._fields}.') from None
     lr = config.optim.base_lr * fl.batch_size / 256
-    return Setup(encoder, method, plan, augment_cfg, lr)
+    make_algo = algorithms.get(fl.algorithm)
+    algo_kwargs = _kwargs_for(
+        make_algo, config.algorithms[fl.algorithm].to_dict()
+        if fl.algorithm in config.algorithms else {},
+        f'algorithms.{fl.algorithm}', fl.algorithm)
+
+    rep = _rep_dim(method, encoder.cfg.width)
+
+    def make_algorithm(spec, num_clients, max_examples):
+        return make_algo(spec=spec, method=method, num_clients=num_clients,
+                         max_examples=max_examples, rep_dim=rep, **algo_kwargs)
+
+    make_algorithm(plan[0], fl.num_clients, fl.batch_size)   # fail early on misuse
+    if make_algorithm(plan[0], 1, 1).uses_public_data and config.data.public_size < 1:
+        raise ValueError(f'fl.algorithm={fl.algorithm} needs a public set on the '
+                         'server: set data.public_size >= 1.')
+    s = config.server
+    agg = aggregate.make_aggregator(
+        s.aggregator, **(config.aggregators[s.aggregator].to_dict()
+                         if s.aggregator in config.aggregators else {}))
+    server_update = aggregate.make_server_update(
+        s.optimizer, learning_rate=s.learning_rate, momentum=s.momentum, b1=s.b1,
+        b2=s.b2, eps=s.eps)
+    return Setup(encoder, method, plan, augment_cfg, lr, make_algorithm, agg,
+                 server_update)
 
 
 def load_data(config: ml_collections.ConfigDict):
-    """The labeled dataset (for evaluation) and its federated training split."""
+    """The labeled dataset (for evaluation), its federated training split and
+    the server's public set.
+
+    The public set (`data.public_size` training images, 0 = none) is drawn
+    with its own seed from the training split and removed from it before
+    partitioning, so it is disjoint from every client's data.
+
+    Returns:
+      `(dataset, fed, public_images)`; `public_images` is `[P, H, W, 3]`
+      uint8 (P may be 0).
+    """
     d = config.data
     dataset = sources.load_dataset(
         d.source, image_size=config.model.image_size, data_dir=d.data_dir,
         download=d.download, cache_dir=d.cache_dir,
         synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
+    images, labels = dataset.train_images, dataset.train_labels
+    if not 0 <= d.public_size < len(images) - config.fl.num_clients:
+        raise ValueError(f'data.public_size={d.public_size} must be in [0, '
+                         f'{len(images) - config.fl.num_clients}) for '
+                         f'{len(images)} training images and {config.fl.num_clients} clients.')
+    order = np.random.default_rng([d.partition_seed, 1]).permutation(len(images))
+    public, rest = order[:d.public_size], np.sort(order[d.public_size:])
     fed = make_federated_data(
-        dataset.train_images, dataset.train_labels,
-        num_clients=config.fl.num_clients, kind=d.partition,
-        alpha=d.dirichlet_alpha, seed=d.partition_seed)
-    return dataset, fed
+        images[rest], labels[rest], num_clients=config.fl.num_clients,
+        kind=d.partition, alpha=d.dirichlet_alpha, seed=d.partition_seed)
+    return dataset, fed, images[np.sort(public)]
+
+
+def public_reference(setup: Setup, config, public_images: np.ndarray) -> PublicData:
+    """The server's public set and its reference representations.
+
+    When the algorithm uses public data (FedCA's alignment module), the
+    server trains a base model of the full encoder on the public set alone
+    (the run's SSL method, `data.public_base_epochs` epochs, its own init
+    stream) and its projector outputs on the un-augmented public images are
+    the references. Deterministic from the seed, so a resumed run recomputes
+    the same ones. Otherwise the targets are an empty `[P, 0]` array.
+    """
+    p = len(public_images)
+    algorithm = setup.make_algorithm(setup.plan[0], 1, max(p, 1))
+    if not algorithm.uses_public_data:
+        return PublicData(jnp.asarray(public_images), jnp.zeros((p, 0), jnp.float32))
+    fl = config.fl
+    spec = stages.make_stage_plan('e2e', depth=setup.encoder.depth, blocks_per_stage=1,
+                                  total_rounds=1, head_names=setup.method.head_names)[0]
+    params = init_new_parts(setup, {}, spec, config.seed, tag=rng.PUBLIC_BASE)
+    batch = min(fl.batch_size, p)
+    tx = client_lib.make_client_optimizer(
+        spec, learning_rate=config.optim.base_lr * batch / 256,
+        weight_decay=config.optim.weight_decay, b1=config.optim.b1, b2=config.optim.b2)
+    local = client_lib.make_local_step(setup.encoder, setup.method, spec, tx,
+                                       setup.augment_cfg)
+    plain = algorithms.get('fedavg')(spec=spec, method=setup.method, num_clients=1,
+                                     max_examples=p, rep_dim=0)
+    train = client_lib.make_local_train(
+        local, spec, plain, setup.method, batch_size=batch,
+        epochs=config.data.public_base_epochs, max_examples=p, total_rounds=1)
+    empty = PublicData(jnp.zeros((0,) + public_images.shape[1:], jnp.uint8),
+                       jnp.zeros((0, 0), jnp.float32))
+    images = jnp.asarray(public_images)
+
+    @jax.jit
+    def base_targets(params):
+        upload, _, _ = train({}, Sent(params, {}), plain.init_client(params), images,
+                             jnp.int32(p), rng.stream(config.seed, rng.PUBLIC_BASE),
+                             jnp.int32(0), empty)
+        trained = upload.params
+        return client_lib.represent_all(local, {}, trained, images, jnp.int32(p),
+                                        batch)[0]
+
+    print(f'[lwfedssl] server: training the public base model on {p} images '
+          f'({config.data.public_base_epochs} epochs)...', flush=True)
+    return PublicData(images, base_targets(params))
+
+
+def abstract_public(setup: Setup, config) -> PublicData:
+    """Shapes of `public_reference(...)` without loading data or training."""
+    p, img = config.data.public_size, config.model.image_size
+    uses = setup.make_algorithm(setup.plan[0], 1, max(p, 1)).uses_public_data
+    return PublicData(jax.ShapeDtypeStruct((p, img, img, 3), jnp.uint8),
+                      jax.ShapeDtypeStruct((p, _rep_dim(setup.method, setup.encoder.cfg.width)
+                                              if uses else 0),
+                                           jnp.float32))
+
+
+def _rep_dim(method: ssl.SSLMethod, width: int) -> int:
+    """Width F of the method's representation (projector output)."""
+    heads = jax.eval_shape(lambda k: method.init_heads(k, width), jax.random.key(0))
+    return jax.eval_shape(lambda h: method.project_fn(
+        h, lambda p, x: x, jnp.zeros((2, width))), heads).shape[-1]
 
 
 def init_new_parts(setup: Setup, params: dict, spec: stages.StageSpec,
-                   seed: int) -> dict:
+                   seed: int, tag: int = rng.MODEL_INIT) -> dict:
     """Server-side init of the stage's new parts (same for every client).
 
     Part `name` always uses the same key (`fold_in(init stream, index)`), so a
     block starts from the same weights whatever the mode: e2e, layerwise and
-    progressive runs of one seed share their initialisation.
+    progressive runs of one seed share their initialisation. `tag` selects
+    the random stream (another one for the server's public base model).
     """
-    key = rng.stream(seed, rng.MODEL_INIT)
+    key = rng.stream(seed, tag)
     names = setup.encoder.part_names()
     params = dict(params)
     for i, name in enumerate(names):
@@ -105,63 +242,99 @@ def init_new_parts(setup: Setup, params: dict, spec: stages.StageSpec,
     return params
 
 
-def build_stage(setup: Setup, spec: stages.StageSpec, config, max_examples: int):
+def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
+                max_examples: int) -> StageFns:
     """Client step, local training and the jitted round function of a stage."""
     fl, o = config.fl, config.optim
+    algorithm = setup.make_algorithm(spec, num_clients, max_examples)
     tx = client_lib.make_client_optimizer(
         spec, learning_rate=setup.learning_rate, weight_decay=o.weight_decay,
         b1=o.b1, b2=o.b2)
     local = client_lib.make_local_step(setup.encoder, setup.method, spec, tx,
-                                       setup.augment_cfg)
+                                       setup.augment_cfg, algorithm.loss_terms)
     local_train = client_lib.make_local_train(
-        local, spec, batch_size=fl.batch_size, epochs=fl.local_epochs,
-        max_examples=max_examples)
+        local, spec, algorithm, setup.method, batch_size=fl.batch_size,
+        epochs=fl.local_epochs, max_examples=max_examples,
+        total_rounds=fl.total_rounds)
     clients_update = client_lib.make_clients_update(
         local_train, fl.client_execution, fl.client_chunk)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
     if mesh is not None and fl.clients_per_round % mesh.size:
         raise ValueError(f'fl.clients_per_round={fl.clients_per_round} must be a '
                          f'multiple of the {mesh.size} mesh devices (fl.mesh_devices).')
-    return StageFns(local, make_round_fn(clients_update, mesh))
+    return StageFns(local, algorithm, make_round_fn(
+        clients_update, algorithm, setup.aggregator, setup.server_update, mesh))
 
 
-def step_cost(fns: StageFns, params: dict, spec: stages.StageSpec,
-              batch_size: int, image_size: int) -> CompiledCost:
+def init_round_state(setup: Setup, fns: StageFns, spec: stages.StageSpec,
+                     params: dict, num_clients: int) -> RoundState:
+    """The round state at the start of a stage (`params`: present parts)."""
+    return round_lib.init_round_state(fns.algorithm, setup.server_update, params,
+                                      spec.exchanged, num_clients)
+
+
+def step_cost(fns: StageFns, params: dict, state, public: PublicData,
+              spec: stages.StageSpec, batch_size: int,
+              image_size: int) -> CompiledCost:
     """XLA FLOPs and memory of ONE client step of this stage (compile-only).
 
-    `params` may hold arrays or ShapeDtypeStructs.
+    `params` and `state` (the stage's `RoundState`) may hold arrays or
+    ShapeDtypeStructs.
     """
     frozen = abstract(select(params, spec.frozen))
     trainable = abstract(select(params, spec.trainable))
     target = jax.eval_shape(fns.local.init_target, trainable)
     opt = jax.eval_shape(fns.local.init_opt, frozen, trainable)
     images = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), jnp.uint8)
+    sent = jax.eval_shape(fns.round_fn.sent, state.server)
+    one_client = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                              abstract(state.clients))
+    context = jax.eval_shape(fns.algorithm.client_context, sent, one_client,
+                             abstract(public))
     return compiled_cost(fns.local.step, frozen, trainable, target, opt, images,
-                         jax.random.key(0))
+                         jax.random.key(0), sent.params, context,
+                         jnp.float32(0.99))
 
 
 def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
-                    params: dict, fns: StageFns, config) -> dict:
+                    params: dict, state: RoundState, public: PublicData,
+                    fns: StageFns, config) -> dict:
     """Static per-stage resource figures (compile-only where measured).
 
     Returns a dict with: trained/exchanged parameter counts, the paper-
-    convention FLOPs of one client per round (E local epochs of one sample),
-    the stage-end broadcast bytes, and, if `config.log.step_flops` selects
-    this stage, XLA's FLOPs and memory of one client step.
+    convention FLOPs of one client per round (E local epochs of one sample,
+    plus the algorithm's extra representation passes), the stage-end
+    broadcast bytes, the bytes of one client's persistent state and of the
+    server's state beside the parameters, and, if `config.log.step_flops`
+    selects this stage, XLA's FLOPs and memory of one client step; in the
+    first stage, the one-off download of the server's public set.
+    `params`, `state` and `public` may hold arrays or ShapeDtypeStructs.
     """
     heads = {h: params[h] for h in setup.method.head_names}
+    per_epoch = flops.per_sample_epoch_macs(setup.encoder, spec, heads,
+                                            setup.method.samples_per_step)
+    # The representation pass: present encoder + projector (the first head).
+    projector = setup.method.head_names[0]
+    represent = flops.forward_macs(
+        setup.encoder, [p for p in spec.present if p not in heads],
+        {projector: heads[projector]})
+    num_clients = jax.tree.leaves(state.clients)[0].shape[0] if jax.tree.leaves(
+        state.clients) else 1
     row = {
         'stage': spec.index, 'num_blocks': spec.num_blocks, 'rounds': spec.rounds,
         'trained_params': num_params(select(params, spec.trainable)),
         'exchanged_params': num_params(select(params, spec.exchanged)),
-        'paper_flops_per_round': config.fl.local_epochs * flops.per_sample_epoch_macs(
-            setup.encoder, spec, heads, setup.method.samples_per_step),
+        'paper_flops_per_round': config.fl.local_epochs * per_epoch
+        + fns.algorithm.paper_forwards_per_round * represent,
         'stage_end_broadcast_bytes': comm.newly_frozen_bytes(previous_spec, spec, params),
+        'client_state_bytes': num_bytes(state.clients) // num_clients,
+        'server_state_bytes': num_bytes((state.server.opt_state, state.server.extras)),
+        'public_data_bytes': num_bytes(public) if spec.index == 0 else 0,
     }
     last = spec.index == len(setup.plan) - 1
     if config.log.step_flops == 'every_stage' or (
             config.log.step_flops == 'last_stage' and last):
-        cost = step_cost(fns, params, spec, config.fl.batch_size,
+        cost = step_cost(fns, params, state, public, spec, config.fl.batch_size,
                          config.model.image_size)
         row.update(step_flops=cost.flops, step_memory_bytes=cost.memory_bytes)
     return row

@@ -1,9 +1,14 @@
 """Orbax checkpoints of a multi-stage run under `<workdir>/checkpoints`.
 
 Step n is the server state after n completed rounds (global round count).
-Each step holds two items:
+Each step holds up to three items:
 
 * `params`: every present encoder part and the heads (StandardSave);
+* `state`: mid-stage only, the rest of the round state (server optimiser
+  state, algorithm extras, every client's persistent state), saved as a
+  flat dict of its leaves (`'00000'`, ...) so any pytree (optax NamedTuples,
+  empty containers) round-trips; its structure comes from the stage's
+  abstract round state at restore time;
 * `meta`: JSON with the stage, the next round within it, the resource
   tally, the per-stage rows and the client partition sizes.
 
@@ -25,11 +30,21 @@ import logging
 import os
 import time
 
+import jax
 import orbax.checkpoint as ocp
 
 from lwfedssl_jax.utils.tree import flatten_dict
 
-PARAMS, META = 'params', 'meta'
+PARAMS, STATE, META = 'params', 'state', 'meta'
+
+
+def _without_server_params(round_state):
+    """The round state minus the server's params (saved under `params`)."""
+    return round_state._replace(server=round_state.server._replace(params={}))
+
+
+def _leaves_dict(tree) -> dict:
+    return {f'{i:05d}': x for i, x in enumerate(jax.tree.leaves(tree))}
 
 
 class UnreadableCheckpoints(RuntimeError):
@@ -64,7 +79,7 @@ class RunCheckpoints:
 
     def _open(self):
         return ocp.CheckpointManager(self.directory, options=self._options,
-                                     item_names=(PARAMS, META))
+                                     item_names=(PARAMS, STATE, META))
 
     def _set_aside(self, steps) -> None:
         """Moves damaged checkpoints newer than the one resumed from to
@@ -81,37 +96,73 @@ class RunCheckpoints:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, params: dict, meta: dict) -> None:
-        """Starts an asynchronous save of `params` and JSON `meta` at `step`."""
-        self._manager.save(step, args=ocp.args.Composite(**{
-            PARAMS: ocp.args.StandardSave(params), META: ocp.args.JsonSave(meta)}))
+    def save(self, step: int, params: dict, round_state, meta: dict) -> None:
+        """Starts an asynchronous save at `step`.
+
+        Args:
+          params: every present part (the server's model).
+          round_state: the stage's `RoundState` mid-stage, or None at a
+            stage end (client state and extras end with their stage).
+          meta: JSON-able metadata.
+        """
+        items = {PARAMS: ocp.args.StandardSave(params)}
+        leaves = {} if round_state is None else _leaves_dict(
+            _without_server_params(round_state))
+        if leaves:
+            items[STATE] = ocp.args.StandardSave(leaves)
+        meta = {**meta, 'has_round_state': round_state is not None}
+        self._manager.save(step, args=ocp.args.Composite(
+            **items, **{META: ocp.args.JsonSave(meta)}))
 
     def read_meta(self, step: int) -> dict:
         return self._manager.restore(step, args=ocp.args.Composite(**{
             META: ocp.args.JsonRestore()}))[META]
 
-    def restore(self, step: int, abstract_params_fn) -> tuple[dict, dict]:
-        """Restores `(params, meta)` of `step`.
+    def restore(self, step: int, abstract_params_fn,
+                abstract_round_state_fn=None) -> tuple[dict, object, dict]:
+        """Restores `(params, round_state, meta)` of `step`.
 
         Args:
           abstract_params_fn: `meta -> pytree of ShapeDtypeStruct`, the
             parameter structure of the stage recorded in `meta`.
+          abstract_round_state_fn: `meta -> RoundState of ShapeDtypeStruct`
+            (the stage's); None for readers that need the parameters only.
+
+        Returns:
+          The parameters, the round state (None at stage ends or when not
+          asked for) and the metadata.
         """
         meta = self.read_meta(step)
-        restored = self._manager.restore(step, args=ocp.args.Composite(**{
-            PARAMS: ocp.args.StandardRestore(abstract_params_fn(meta))}))
-        return restored[PARAMS], meta
+        want_state = meta.get('has_round_state') and abstract_round_state_fn
+        items = {PARAMS: ocp.args.StandardRestore(abstract_params_fn(meta))}
+        if want_state:
+            abstract = abstract_round_state_fn(meta)
+            rest = _without_server_params(abstract)
+            leaves = _leaves_dict(rest)
+            if leaves:
+                items[STATE] = ocp.args.StandardRestore(leaves)
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        params, round_state = restored[PARAMS], None
+        if want_state:
+            values = restored[STATE] if leaves else {}
+            round_state = jax.tree.unflatten(jax.tree.structure(rest),
+                                             [values[k] for k in sorted(values)])
+            server = round_state.server._replace(
+                params={p: params[p] for p in abstract.server.params})
+            round_state = round_state._replace(server=server)
+        return params, round_state, meta
 
-    def restore_latest(self, abstract_params_fn, validate_fn=None):
+    def restore_latest(self, abstract_params_fn, abstract_round_state_fn=None,
+                       validate_fn=None):
         """The newest checkpoint that restores, or None if there are none.
 
         Args:
-          abstract_params_fn: see `restore`.
+          abstract_params_fn, abstract_round_state_fn: see `restore`.
           validate_fn: optional `(params, meta) -> None` raising on bad
             content (e.g. non-finite values).
 
         Returns:
-          `(step, params, meta)` or None.
+          `(step, params, round_state, meta)` or None.
 
         Raises:
           UnreadableCheckpoints: checkpoints exist but none restores.
@@ -120,14 +171,15 @@ class RunCheckpoints:
         errors = []
         for step in reversed(steps):
             try:
-                params, meta = self.restore(step, abstract_params_fn)
+                params, round_state, meta = self.restore(
+                    step, abstract_params_fn, abstract_round_state_fn)
                 if validate_fn is not None:
                     validate_fn(params, meta)
                 if errors:
                     logging.warning('Resuming from checkpoint %d instead.', step)
                     if not self._read_only:
                         self._set_aside([s for s in steps if s > step])
-                return step, params, meta
+                return step, params, round_state, meta
             except Exception as e:  # noqa: BLE001 - any failure means "skip it".
                 msg = f'checkpoint {step} in {self.directory} is unreadable ' \
                       f'({type(e).__name__}: {str(e)[:300]})'

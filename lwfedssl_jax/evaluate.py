@@ -17,7 +17,7 @@ from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
     """kNN / linear-probe accuracy of a checkpoint's encoder (present blocks)."""
     config, setup, step, params, meta = run_dir.restore(workdir, step)
-    dataset, _ = builders.load_data(config)
+    dataset = builders.load_data(config)[0]
     num_blocks = setup.plan[meta['stage']].num_blocks
     result = {'step': step, 'stage': meta['stage'], 'num_blocks': num_blocks,
               **evaluate_encoder(setup.encoder, params, num_blocks, dataset,

@@ -39,8 +39,7 @@ def client_sizes(config) -> np.ndarray:
     n = config.accounting.examples_per_client
     if n > 0:
         return np.full(config.fl.num_clients, n, np.int64)
-    _, fed = builders.load_data(config)
-    return np.asarray(fed.sizes)
+    return np.asarray(builders.load_data(config)[1].sizes)
 
 
 def predict(config, sizes=None) -> dict:
@@ -61,27 +60,34 @@ def predict(config, sizes=None) -> dict:
     data = (jax.ShapeDtypeStruct((len(sizes), n_max, img, img, 3), jnp.uint8),
             jax.ShapeDtypeStruct((len(sizes),), jnp.int32),
             jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.int32))
+    public = builders.abstract_public(setup, config)
     previous, rows, per_round = None, [], []
     tally = ResourceTally()
     for spec in setup.plan:
         params = train.abstract_params(setup, config, spec.index)
-        fns = builders.build_stage(setup, spec, config, n_max)
-        row = builders.stage_resources(setup, spec, previous, params, fns, config)
+        fns = builders.build_stage(setup, spec, config, len(sizes), n_max)
+        state = jax.eval_shape(lambda p: builders.init_round_state(
+            setup, fns, spec, p, len(sizes)), params)
+        row = builders.stage_resources(setup, spec, previous, params, state, public,
+                                       fns, config)
         tally.add_stage(row)
-        frozen, exchanged = select(params, spec.frozen), select(params, spec.exchanged)
-        _, uploads, _ = jax.eval_shape(fns.round_fn.fn, frozen, exchanged, *data,
-                                       jax.random.key(0))
+        frozen = select(params, spec.frozen)
+        sent = jax.eval_shape(fns.round_fn.sent, state.server)
+        _, uploads, _ = jax.eval_shape(fns.round_fn.jitted, frozen, state, *data,
+                                       jnp.int32(0), jnp.int32(0), jax.random.key(0),
+                                       public)
         one_upload = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                   uploads)
         for r in range(spec.rounds):
             ids = np.asarray(train.round_clients(config, spec.index, r, len(sizes)))
             steps = [num_local_steps(int(n), fl.batch_size, fl.local_epochs)
                      for n in sizes[ids]]
-            used = tally.add_round(frozen, exchanged, one_upload, row, steps)
+            used = tally.add_round(frozen, sent, one_upload, row, steps)
             per_round.append({'stage': spec.index, 'round': r, **used})
         rows.append(row)
         previous = spec
     return {'stages': rows, 'per_round': per_round, 'resources': tally.summary(),
+            'max_client_state_bytes': max(r['client_state_bytes'] for r in rows),
             'max_step_memory_bytes': max((r['step_memory_bytes'] for r in rows
                                           if 'step_memory_bytes' in r), default=None)}
 

@@ -46,12 +46,12 @@ def restore(workdir: str, step: int | None = None):
             found = ckpt.restore_latest(abstract)
             if found is None:
                 raise FileNotFoundError(f'No checkpoints in {ckpt.directory}.')
-            step, params, meta = found
+            step, params, _, meta = found
         else:
             if step not in ckpt.all_steps():
                 raise ValueError(f'No checkpoint at step {step} in {ckpt.directory}; '
                                  f'available: {ckpt.all_steps()}.')
-            params, meta = ckpt.restore(step, abstract)
+            params, _, meta = ckpt.restore(step, abstract)
     finally:
         ckpt.close()
     return config, setup, step, params, meta

@@ -11,7 +11,7 @@ Parts are the top-level keys of the parameter dict: `embed`, `block_00`…,
 Block group g holds blocks `[g*k, (g+1)*k)` for k = blocks_per_stage; the
 patch/class/position embedding belongs to group 0 (paper §1.4).
 
-| mode        | stages | present at stage s | trained = exchanged                  |
+| mode        | stages | present at stage s | trained = exchanged (but fl.local_parts) |
 |-------------|--------|--------------------|--------------------------------------|
 | e2e         | 1      | all groups         | embed, all blocks, norm, heads       |
 | layerwise   | L/k    | groups 0..s        | group s (+embed if s=0), norm, heads |
@@ -63,8 +63,8 @@ def _group_parts(group: int, blocks_per_stage: int) -> tuple[str, ...]:
 
 
 def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
-                    total_rounds: int,
-                    head_names: tuple[str, ...]) -> tuple[StageSpec, ...]:
+                    total_rounds: int, head_names: tuple[str, ...],
+                    local_parts: tuple[str, ...] = ()) -> tuple[StageSpec, ...]:
     """Builds the stage plan of a run.
 
     Args:
@@ -75,15 +75,32 @@ def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
       total_rounds: R, split equally over the stages (paper: R = 180 for every
         k, so R_s = 15 k); must be divisible by the number of stages.
       head_names: SSL heads (trained and exchanged in every stage).
+      local_parts: parts that are trained but never exchanged (`norm` or a
+        head, `fl.local_parts`): each client keeps and trains its own copy
+        (the federated algorithm carries it in the client state).
 
     Returns:
       The stages, in order.
 
     Raises:
-      ValueError: unknown mode or indivisible depth/rounds.
+      ValueError: unknown mode, indivisible depth/rounds, or a local part
+        that is not shared by every stage.
     """
     if mode not in MODES:
         raise ValueError(f'Unknown mode {mode!r}; choices: {MODES}.')
+    shared = (NORM,) + tuple(head_names)
+    bad = [p for p in local_parts if p not in shared]
+    if bad:
+        raise ValueError(f'fl.local_parts={tuple(local_parts)}: {bad} cannot stay '
+                         f'local; choose among the parts every stage trains: {shared}.')
+    plan = _make_plan(mode, depth, blocks_per_stage, total_rounds, shared)
+    return tuple(dataclasses.replace(
+        s, exchanged=tuple(p for p in s.exchanged if p not in local_parts))
+        for s in plan)
+
+
+def _make_plan(mode, depth, blocks_per_stage, total_rounds, shared):
+    """The plan with every trainable part exchanged."""
     if blocks_per_stage < 1 or depth % blocks_per_stage:
         raise ValueError(
             f'blocks_per_stage={blocks_per_stage} must divide model.depth='
@@ -95,7 +112,6 @@ def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
             f'number of stages ({num_stages} for mode={mode}, depth={depth}, '
             f'blocks_per_stage={blocks_per_stage}).')
     rounds = total_rounds // num_stages
-    shared = (NORM,) + tuple(head_names)
     if mode == 'e2e':
         parts = (EMBED,) + tuple(block_name(i) for i in range(depth))
         return (StageSpec(0, depth, 0, parts + shared, parts + shared,

@@ -3,8 +3,10 @@
     for stage in plan:                       # stages.py: e2e / layerwise / progressive
         server initialises the stage's new parts
         build the stage's jitted round function once (builders.py)
+        the stage's round state: server params, server optimiser, algorithm
+            extras, every client's persistent state [N, ...]
         for round in stage:
-            sample clients -> round_fn(frozen, exchanged, ...) -> FedAvg
+            sample clients -> round_fn(frozen, round_state, ...) -> aggregate
             log loss and cumulative resources (bytes down/up, FLOPs)
         evaluate (kNN + linear probe) at the stage end
     final evaluation (+ random-encoder baseline), summary.json
@@ -71,7 +73,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     t_start = time.time()
     setup = builders.build(config)
     ckpt = _open_checkpoints(config, setup, workdir)
-    dataset, fed = builders.load_data(config)
+    dataset, fed, public_images = builders.load_data(config)
+    public = builders.public_reference(setup, config, public_images)
     state = _restore_or_start(setup, config, workdir, ckpt, fed)
     writer = RunWriter(workdir)
     writer.write_json('config.json', config.to_dict())
@@ -83,7 +86,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           flush=True)
     try:
         for spec in setup.plan[state.stage:]:
-            state = _run_stage(setup, spec, config, state, fed, writer, dataset, ckpt)
+            state = _run_stage(setup, spec, config, state, fed, public, writer,
+                               dataset, ckpt)
             if on_stage_end is not None:
                 on_stage_end(spec, state.params)
         params, stage_rows = state.params, state.stage_rows
@@ -94,7 +98,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
             'mode': config.mode, 'final_eval': final, 'stages': stage_rows,
             'evals': [{'stage': r['stage'], **r['eval']} for r in stage_rows
                       if 'eval' in r],
+            'fl_algorithm': config.fl.algorithm, 'ssl_method': config.ssl.name,
             'resources': state.tally.summary(),
+            'max_client_state_bytes': max(r['client_state_bytes'] for r in stage_rows),
             'max_trained_params_per_round': max(r['trained_params'] for r in stage_rows),
             'max_exchanged_params_per_round': max(r['exchanged_params'] for r in stage_rows),
             'last_stage_step_flops': stage_rows[-1].get('step_flops'),
@@ -119,6 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 class RunState(NamedTuple):
     """Where a run stands: the resumable state a checkpoint holds."""
     params: dict          # the server's present parts
+    round_state: object   # the stage's RoundState mid-stage; None between stages
     stage: int            # current stage index
     next_round: int       # next round within `stage` (== rounds: stage done)
     global_round: int     # completed rounds so far (= checkpoint step)
@@ -148,29 +155,39 @@ def abstract_params(setup, config, stage: int) -> dict:
     return params
 
 
+def abstract_round_state(setup, config, stage: int, fed):
+    """Shapes of the round state during `stage` (see `federated/round.py`)."""
+    spec = setup.plan[stage]
+    fns = builders.build_stage(setup, spec, config, fed.num_clients, fed.max_examples)
+    return jax.eval_shape(
+        lambda p: builders.init_round_state(setup, fns, spec, p, fed.num_clients),
+        abstract_params(setup, config, stage))
+
+
 def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
     """The latest readable checkpoint's state, or a fresh start."""
     metrics = os.path.join(workdir, 'metrics.jsonl')
     restored = None if ckpt is None else ckpt.restore_latest(
-        lambda meta: abstract_params(setup, config, meta['stage']))
+        lambda meta: abstract_params(setup, config, meta['stage']),
+        lambda meta: abstract_round_state(setup, config, meta['stage'], fed))
     if restored is None:
         if os.path.exists(metrics):
             os.remove(metrics)   # a fresh start: stale lines would mislead
-        return RunState({}, 0, 0, 0, ResourceTally(), [])
-    step, params, meta = restored
+        return RunState({}, None, 0, 0, 0, ResourceTally(), [])
+    step, params, round_state, meta = restored
     if meta['client_sizes'] != np.asarray(fed.sizes).tolist():
         raise ValueError('Cannot resume: the client partition differs from the '
                          "checkpoint's (data or partition settings changed).")
     stage, next_round = meta['stage'], meta['next_round']
     if next_round == setup.plan[stage].rounds:        # a stage-end checkpoint
-        stage, next_round = stage + 1, 0
+        stage, next_round, round_state = stage + 1, 0, None
     RunWriter.truncate_metrics(metrics, step)         # drop lines past the checkpoint
-    return RunState(params, stage, next_round, step, ResourceTally(**meta['tally']),
-                    meta['stage_rows'])
+    return RunState(params, round_state, stage, next_round, step,
+                    ResourceTally(**meta['tally']), meta['stage_rows'])
 
 
 def _save(ckpt, state: RunState, fed) -> None:
-    ckpt.save(state.global_round, state.params, {
+    ckpt.save(state.global_round, state.params, state.round_state, {
         'stage': state.stage, 'next_round': state.next_round,
         'global_round': state.global_round, 'tally': dataclasses.asdict(state.tally),
         'stage_rows': state.stage_rows,
@@ -194,18 +211,20 @@ def format_resources(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, writer,
-               dataset, ckpt) -> RunState:
+def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
+               writer, dataset, ckpt) -> RunState:
     """Runs the remaining rounds of one stage; returns the state after it."""
     first = state.next_round
     params, tally, global_round = state.params, state.tally, state.global_round
     if first == 0:
         params = builders.init_new_parts(setup, params, spec, config.seed)
     previous = setup.plan[spec.index - 1] if spec.index else None
-    fns = builders.build_stage(setup, spec, config, fed.max_examples)
+    fns = builders.build_stage(setup, spec, config, fed.num_clients, fed.max_examples)
+    round_state = state.round_state if first else builders.init_round_state(
+        setup, fns, spec, params, fed.num_clients)
     frozen = select(params, spec.frozen)
-    exchanged = select(params, spec.exchanged)
-    row = builders.stage_resources(setup, spec, previous, params, fns, config)
+    row = builders.stage_resources(setup, spec, previous, params, round_state,
+                                   public, fns, config)
     if first == 0:
         tally.add_stage(row)
     sizes = np.asarray(fed.sizes)
@@ -216,9 +235,10 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, writer,
         t0 = time.time()
         selected = round_clients(config, spec.index, r, fed.num_clients)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
-        sent = exchanged
-        exchanged, uploads, metrics = fns.round_fn(
-            frozen, sent, fed.images, fed.sizes, selected, key)
+        sent = jax.eval_shape(fns.round_fn.sent, round_state.server)
+        round_state, uploads, metrics = fns.round_fn(
+            frozen, round_state, fed.images, fed.sizes, selected,
+            np.int32(global_round), np.int32(r), key, public)
         losses, steps = np.asarray(metrics['loss']), np.asarray(metrics['steps'])
         ids = np.asarray(selected)
         if not np.isfinite(losses).all():
@@ -241,13 +261,14 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, writer,
         bar.set_postfix(loss=f'{loss:.4f}')
         if (ckpt is not None and r + 1 < spec.rounds
                 and global_round % config.checkpoint.every_rounds == 0):
-            _save(ckpt, RunState({**params, **exchanged}, spec.index, r + 1,
-                                 global_round, tally, state.stage_rows), fed)
+            _save(ckpt, RunState({**params, **round_state.server.params}, round_state,
+                                 spec.index, r + 1, global_round, tally,
+                                 state.stage_rows), fed)
     if jax.devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.
         row['device_peak_bytes_in_use'] = jax.devices()[0].memory_stats().get(
             'peak_bytes_in_use')
-    params = {**params, **exchanged}
+    params = {**params, **round_state.server.params}
     row['round_fn_traces'] = fns.round_fn.num_traces
     if config.eval.at_stage_end:
         row['eval'] = evaluate_encoder(setup.encoder, params, spec.num_blocks,
@@ -256,8 +277,11 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, writer,
         print(f'[lwfedssl] stage {spec.index + 1} eval: '
               + ', '.join(f'{k}={v:.2f}' for k, v in row['eval'].items()),
               flush=True)
-    done = RunState(params, spec.index, spec.rounds, global_round, tally,
+    # Client state and server extras end with the stage (each stage is an
+    # independent FL process for them; see federated/algorithms/base.py).
+    done = RunState(params, None, spec.index, spec.rounds, global_round, tally,
                     state.stage_rows + [row])
     if ckpt is not None:
         _save(ckpt, done, fed)   # every stage end, whatever every_rounds says
-    return RunState(params, spec.index + 1, 0, global_round, tally, done.stage_rows)
+    return RunState(params, None, spec.index + 1, 0, global_round, tally,
+                    done.stage_rows)

@@ -14,17 +14,26 @@ import jax
 import numpy as np
 import pytest
 
-from configs import quickstart
+from configs import quickstart, table2
 from lwfedssl_jax import builders, evaluate, export, run_dir, train
 from lwfedssl_jax.checkpoints import UnreadableCheckpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = 6   # depth 2 -> 2 stages x 3 rounds
+# Runs checked for bit-identical resume: the two staged modes, and FedEMA
+# (persistent per-client state, 2 of 3 clients per round) end to end.
+CASES = {'layerwise': 'configs/quickstart.py:mode=layerwise,smoke=True',
+         'progressive': 'configs/quickstart.py:mode=progressive,smoke=True',
+         'fedema': 'configs/table2.py:row=fedema,scale=smoke'}
+OVERRIDES = {'fedema': {'clients_per_round': 2}}
 
 
-def config(mode):
-    c = quickstart.get_config(f'mode={mode},smoke=True')
+def config(case):
+    module, arg = CASES[case].split(':')
+    c = (table2 if 'table2' in module else quickstart).get_config(arg)
     c.fl.total_rounds = ROUNDS
+    for key, value in OVERRIDES.get(case, {}).items():
+        c.fl[key] = value
     return c
 
 
@@ -46,9 +55,9 @@ def assert_same_run(workdir, reference):
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory):
-    """Uninterrupted runs, one per mode."""
+    """Uninterrupted runs, one per case."""
     out = {}
-    for mode in ('layerwise', 'progressive'):
+    for mode in CASES:
         workdir = str(tmp_path_factory.mktemp(f'ref_{mode}'))
         out[mode] = (train.run(config(mode), workdir), workdir)
     return out
@@ -72,11 +81,11 @@ def test_stage_boundary_resume_is_bit_identical(reference, tmp_path):
     assert_same_run(str(tmp_path), reference['layerwise'])
 
 
-@pytest.mark.parametrize('mode', ['layerwise', 'progressive'])
+@pytest.mark.parametrize('mode', list(CASES))
 def test_sigkill_mid_run_then_resume_is_bit_identical(mode, reference, tmp_path):
-    cmd = [sys.executable, '-m', 'lwfedssl_jax.main', '--config',
-           f'configs/quickstart.py:mode={mode},smoke=True', '--workdir', str(tmp_path),
-           f'--config.fl.total_rounds={ROUNDS}']
+    cmd = [sys.executable, '-m', 'lwfedssl_jax.main', '--config', CASES[mode],
+           '--workdir', str(tmp_path), f'--config.fl.total_rounds={ROUNDS}'] + [
+           f'--config.fl.{k}={v}' for k, v in OVERRIDES.get(mode, {}).items()]
     kill_after = random.randint(1, ROUNDS - 1)   # completed rounds before the kill
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -146,14 +155,17 @@ def test_nonfinite_loss_stops_with_stage_round_client(tmp_path, monkeypatch):
             return fns
         calls = []
 
-        def round_fn(*a):
-            new, uploads, metrics = fns.round_fn(*a)
-            calls.append(1)
-            if len(calls) == 2:   # stage 1 (second stage), round 1, client 2
-                metrics = {**metrics, 'loss': metrics['loss'].at[2].set(np.nan)}
-            return new, uploads, metrics
-        round_fn.num_traces = 1
-        return fns._replace(round_fn=round_fn)
+        class Poisoned:
+            num_traces, jitted = 1, fns.round_fn.jitted
+            sent = staticmethod(fns.round_fn.sent)
+
+            def __call__(self, *a):
+                new, uploads, metrics = fns.round_fn(*a)
+                calls.append(1)
+                if len(calls) == 2:   # stage 1 (second stage), round 1, client 2
+                    metrics = {**metrics, 'loss': metrics['loss'].at[2].set(np.nan)}
+                return new, uploads, metrics
+        return fns._replace(round_fn=Poisoned())
 
     monkeypatch.setattr(builders, 'build_stage', poisoned)
     with pytest.raises(FloatingPointError, match=r'stage 1, round 1 .*clients \[2\]'):

@@ -53,16 +53,22 @@ def main(argv):
         spec = setup.plan[_STAGE.value]
         for s in setup.plan[:spec.index + 1]:
             params = builders.init_new_parts(setup, params, s, c.seed)
-        fns = builders.build_stage(setup, spec, c, n_max)
-        args = (select(params, spec.frozen), select(params, spec.exchanged),
-                images, sizes, selected)
+        fns = builders.build_stage(setup, spec, c, c.fl.num_clients, n_max)
+        state = builders.init_round_state(setup, fns, spec, params, c.fl.num_clients)
+        public = builders.public_reference(setup, c, np.zeros((0, size, size, 3), np.uint8))
+
+        def one_round(r):
+            return fns.round_fn(select(params, spec.frozen), state, images, sizes,
+                                selected, jnp.int32(r), jnp.int32(r),
+                                jax.random.key(r), public)
+
         t = time.time()
-        jax.block_until_ready(fns.round_fn(*args, jax.random.key(0)))
+        jax.block_until_ready(one_round(0))
         first = time.time() - t
         times = []
         for r in range(_REPEATS.value):
             t = time.time()
-            jax.block_until_ready(fns.round_fn(*args, jax.random.key(r + 1)))
+            jax.block_until_ready(one_round(r + 1))
             times.append(time.time() - t)
         results[execution] = (first, float(np.median(times)))
         print(f'{execution:8s} compile+first {first:6.1f} s, round median '

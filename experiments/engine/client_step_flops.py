@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+import jax
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from absl import app  # noqa: E402
@@ -33,10 +35,14 @@ def stage_flops(config, mode, stage_indices):
     for spec in setup.plan:
         params = builders.init_new_parts(setup, params, spec, c.seed)
         if spec.index in stage_indices or (stage_indices == 'all'):
-            fns = builders.build_stage(setup, spec, c, max_examples=c.fl.batch_size)
+            n = c.fl.num_clients
+            fns = builders.build_stage(setup, spec, c, n, max_examples=c.fl.batch_size)
+            state = jax.eval_shape(lambda p: builders.init_round_state(
+                setup, fns, spec, p, n), params)
             t = time.time()
-            out[spec.index] = builders.step_cost(fns, params, spec, c.fl.batch_size,
-                                                 c.model.image_size).flops
+            out[spec.index] = builders.step_cost(
+                fns, params, state, builders.abstract_public(setup, c), spec,
+                c.fl.batch_size, c.model.image_size).flops
             print(f'  {mode} stage {spec.index}: {out[spec.index] / 1e9:.1f} GFLOPs '
                   f'(compiled in {time.time() - t:.0f} s)', flush=True)
     return out

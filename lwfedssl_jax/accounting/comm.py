@@ -1,9 +1,10 @@
 """Communication per client, counted on the pytrees the engine really moves.
 
 Paper §1.3 and §7.1. The round function takes `frozen` (present parts that
-are not exchanged) and `exchanged` (what the server sends down) and returns
-the stacked uploads; this module only sums bytes of those pytrees, so the
-figures cannot drift from the engine.
+are not exchanged) and sends each participant a `Sent` (the exchanged parts
+plus any algorithm extras, e.g. FedCA's dictionary), and returns the stacked
+uploads; this module only sums bytes of those pytrees, so the figures cannot
+drift from the engine.
 
 Download policies:
   default     clients keep the frozen prefix locally between rounds and
@@ -26,19 +27,19 @@ POLICIES = ('default', 'worst_case')
 PAPER_GB = 2 ** 20 * 1000
 
 
-def round_bytes(frozen, exchanged, upload, policy: str) -> tuple[int, int]:
+def round_bytes(frozen, sent, upload, policy: str) -> tuple[int, int]:
     """(download, upload) bytes of ONE client in one round.
 
     Args:
       frozen: the frozen-parts pytree given to the round function.
-      exchanged: the exchanged pytree given to the round function.
+      sent: what the server sent (exchanged parts and any algorithm extras).
       upload: one client's upload pytree (a slice of the stacked uploads),
         or anything with the same leaf shapes.
       policy: 'default' or 'worst_case'.
     """
     if policy not in POLICIES:
         raise ValueError(f'Unknown download policy {policy!r}; choices: {POLICIES}.')
-    down = num_bytes(exchanged) + (num_bytes(frozen) if policy == 'worst_case' else 0)
+    down = num_bytes(sent) + (num_bytes(frozen) if policy == 'worst_case' else 0)
     return down, num_bytes(upload)
 
 

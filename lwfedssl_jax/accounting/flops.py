@@ -21,6 +21,12 @@ def dense_macs(head_params) -> int:
                    if getattr(path[-1], 'key', None) == 'kernel' and len(x.shape) == 2))
 
 
+def forward_macs(encoder: ViTEncoder, parts, head_params: dict) -> int:
+    """Forward MACs of one sample through encoder `parts` and the given heads."""
+    return (sum(encoder.part_forward_macs(p) for p in parts if p not in head_params)
+            + sum(dense_macs(h) for h in head_params.values()))
+
+
 def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dict,
                           samples_per_step: int = 1) -> int:
     """Paper-convention cost of one local epoch in stage `spec` (one sample).

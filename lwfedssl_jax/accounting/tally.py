@@ -25,6 +25,8 @@ class ResourceTally:
         step was not measured in some stage).
       stage_end_broadcast_bytes: final aggregated blocks broadcast at stage
         ends (not in the paper's figures; see accounting/comm.py).
+      public_data_bytes: one-off download of the server's public set and
+        its reference representations (FedCA; 0 otherwise).
     """
     bytes_down: int = 0
     bytes_down_worst_case: int = 0
@@ -32,23 +34,28 @@ class ResourceTally:
     paper_flops: int = 0
     xla_flops: float | None = 0.0
     stage_end_broadcast_bytes: int = 0
+    public_data_bytes: int = 0
 
     def add_stage(self, stage_row: dict) -> None:
-        """Counts what happens once per stage (the stage-end broadcast)."""
+        """Counts what happens once per stage (the stage-end broadcast, the
+        public set's one-off download)."""
         self.stage_end_broadcast_bytes += stage_row['stage_end_broadcast_bytes']
+        self.public_data_bytes += stage_row['public_data_bytes']
 
-    def add_round(self, frozen, exchanged, upload, stage_row: dict,
+    def add_round(self, frozen, sent, upload, stage_row: dict,
                   client_steps) -> dict:
         """Adds one round and returns this round's per-client figures.
 
         Args:
-          frozen, exchanged: the pytrees given to the round function.
+          frozen: the frozen parts given to the round function.
+          sent: what the round sent each participant (`Sent`: exchanged
+            parts + algorithm extras; arrays or shapes).
           upload: one client's upload (arrays or shapes).
           stage_row: the stage's `builders.stage_resources` row.
           client_steps: local steps of each participating client `[K]`.
         """
-        down, up = comm.round_bytes(frozen, exchanged, upload, 'default')
-        worst, _ = comm.round_bytes(frozen, exchanged, upload, 'worst_case')
+        down, up = comm.round_bytes(frozen, sent, upload, 'default')
+        worst, _ = comm.round_bytes(frozen, sent, upload, 'worst_case')
         step_flops = stage_row.get('step_flops')
         xla = (None if step_flops is None or self.xla_flops is None
                else step_flops * float(np.mean(client_steps)))

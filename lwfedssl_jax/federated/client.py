@@ -6,10 +6,13 @@ Three layers, each built once per stage:
   prefix runs forward-only under `stop_gradient`, once per view, and its
   output is shared by the online and target branches; `jax.grad` is taken
   with respect to the trainable parts only. This is what makes layer-wise
-  training really cheaper (memory and FLOPs), not just masked.
+  training really cheaper (memory and FLOPs), not just masked. The SSL loss
+  may be extended by the algorithm's extra loss terms.
 * `make_local_train`: E local epochs of one client as a `lax.scan` over
-  steps, with the target branch rebuilt from the received weights and the
-  optimiser state reset at the start (paper §1.7, §5 "assumed reset").
+  steps. Where training starts (received weights, the client's own state, a
+  persistent target) and what is uploaded besides the exchanged parts is the
+  federated algorithm's decision (`federated/algorithms/`); the optimiser
+  state is reset every round (paper §5 "assumed reset").
 * `make_clients_update`: all participating clients, executed by `vmap`,
   `lax.map` (sequential inside jit) or chunked `lax.map(batch_size=...)`.
 
@@ -30,6 +33,8 @@ import jax.numpy as jnp
 import optax
 
 from lwfedssl_jax.data import augment
+from lwfedssl_jax.federated.algorithms.base import (
+    ClientResult, FederatedAlgorithm, StepContext, TermInputs, Upload, target_parts)
 from lwfedssl_jax.models.vit import ViTEncoder
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
@@ -42,12 +47,15 @@ EXECUTIONS = ('vmap', 'map', 'chunked')
 class LocalStep(NamedTuple):
     """One client optimiser step and the pieces needed to run it.
 
-    `step(frozen, trainable, target, opt_state, images, key)` ->
-    `(trainable, target, opt_state, loss)` with images `[B, H, W, 3]` uint8.
+    `step(frozen, trainable, target, opt_state, images, key, anchor, context,
+    momentum)` -> `(trainable, target, opt_state, loss)` with images
+    `[B, H, W, 3]` uint8, `anchor` the received exchanged parts, `context` a
+    `StepContext` and `momentum` the target's EMA coefficient µ (scalar).
     """
     step: Callable
     init_opt: Callable      # (frozen, trainable) -> opt_state
     init_target: Callable   # (trainable) -> target dict, or None
+    represent: Callable     # (frozen, trainable, images uint8 [B,...]) -> [B, F]
 
 
 def make_client_optimizer(spec: StageSpec, *, learning_rate: float,
@@ -72,11 +80,15 @@ def make_client_optimizer(spec: StageSpec, *, learning_rate: float,
 
 def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
                     tx: optax.GradientTransformation,
-                    augment_cfg: augment.AugmentConfig) -> LocalStep:
-    """Builds one client step for stage `spec` (see module docstring)."""
-    target_parts = tuple(p for p in spec.trainable
-                         if p not in method.head_names
-                         or p in method.target_head_names)
+                    augment_cfg: augment.AugmentConfig,
+                    loss_terms: tuple = ()) -> LocalStep:
+    """Builds one client step for stage `spec` (see module docstring).
+
+    Args:
+      loss_terms: extra terms `term(TermInputs) -> (loss, metrics)` added to
+        the SSL loss (the algorithm's; empty for plain FedAvg).
+    """
+    copied = target_parts(spec, method)
 
     def encode_fn(params, h):
         # Trainable segment on top of the frozen prefix, then the pooled token.
@@ -90,19 +102,36 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
             encoder.run_segment(frozen, view, 0, spec.frozen_blocks))
 
     def init_target(trainable):
-        if method.momentum is None:
+        if not method.has_target:
             return None
-        return select(trainable, target_parts)
+        return select(trainable, copied)
 
     def init_opt(frozen, trainable):
         return tx.init({**frozen, **trainable})
 
-    def step(frozen, trainable, target, opt_state, images, key):
+    def represent(frozen, trainable, images):
+        x = prefix(frozen, augment.to_float(images))
+        return method.project_fn(trainable, encode_fn, x)
+
+    def step(frozen, trainable, target, opt_state, images, key, anchor, context,
+             momentum):
         v1, v2 = augment.two_views(key, images, augment_cfg)
         h1, h2 = prefix(frozen, v1), prefix(frozen, v2)
 
         def loss_of(online):
-            return method.loss_fn(online, target, encode_fn, h1, h2)
+            loss, metrics = method.loss_fn(online, target, encode_fn, h1, h2,
+                                           context.negatives)
+            if loss_terms:
+                inputs = TermInputs(
+                    online=online, anchor=anchor,
+                    project=lambda x: method.project_fn(online, encode_fn,
+                                                        prefix(frozen, x)),
+                    context=context, key=jax.random.fold_in(key, 1))
+                for term in loss_terms:
+                    term_loss, term_metrics = term(inputs)
+                    loss = loss + term_loss
+                    metrics = {**metrics, **term_metrics}
+            return loss, metrics
 
         (loss, _), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
         params = {**frozen, **trainable}
@@ -110,10 +139,11 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
         updates, opt_state = tx.update(grads, opt_state, params)
         trainable = select(optax.apply_updates(params, updates), spec.trainable)
         if target is not None:
-            target = ema_update(target, trainable, method.momentum)
+            target = ema_update(target, trainable, momentum)
         return trainable, target, opt_state, loss
 
-    return LocalStep(step=step, init_opt=init_opt, init_target=init_target)
+    return LocalStep(step=step, init_opt=init_opt, init_target=init_target,
+                     represent=represent)
 
 
 def num_local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
@@ -121,56 +151,96 @@ def num_local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
     return epochs * math.ceil(num_examples / batch_size)
 
 
-def make_local_train(local: LocalStep, spec: StageSpec, *, batch_size: int,
-                     epochs: int, max_examples: int) -> Callable:
+def represent_all(local: LocalStep, frozen, trainable, images, n, batch_size):
+    """`[N_max, F]` representations of a client's rows, `[N_max]` validity.
+
+    Batches of B real rows (wrapping, like training batches, so batch-stat
+    BatchNorm in the heads never sees padding); each real row is written
+    exactly once, padding rows stay zero.
+    """
+    n_max = images.shape[0]
+    num_batches = -(-n_max // batch_size)
+
+    def one(j):
+        pos = j * batch_size + jnp.arange(batch_size)
+        return local.represent(frozen, trainable, images[pos % n]), pos
+
+    reps, pos = jax.lax.map(one, jnp.arange(num_batches))
+    reps, pos = reps.reshape(-1, reps.shape[-1]), pos.reshape(-1)
+    rows = jnp.where(pos < n, pos, n_max)          # out of bounds -> dropped
+    out = jnp.zeros((n_max, reps.shape[-1]), reps.dtype).at[rows].set(
+        reps, mode='drop')
+    return out, jnp.arange(n_max) < n
+
+
+def make_local_train(local: LocalStep, spec: StageSpec,
+                     algorithm: FederatedAlgorithm, method: SSLMethod, *,
+                     batch_size: int, epochs: int, max_examples: int,
+                     total_rounds: int) -> Callable:
     """One client's local training for one round.
 
-    Returns `local_train(frozen, exchanged, images, num_examples, key)` ->
-    `(exchanged, metrics)` where:
+    Returns `local_train(frozen, sent, state, images, num_examples, key,
+    round_index, public)` -> `(upload, new_state, metrics)` where:
       frozen: present parts not exchanged (the frozen prefix), shared.
-      exchanged: parts received from the server this round.
+      sent: the round's `Sent` (exchanged parts + algorithm extras).
+      state: this client's persistent state (the algorithm's pytree).
       images: `[N_max, H, W, 3]` uint8, the client's (padded) examples.
       num_examples: scalar int32 n_c <= N_max (rows past it are padding).
       key: the client's round key.
+      round_index: global 0-based round (int32), for the momentum schedule:
+        progress at local step k is (round_index + k / steps) / total_rounds.
+      public: the server's `PublicData` (empty arrays when unused).
+      upload: an `Upload` (exchanged parts after training + extras).
       metrics: {'loss': mean loss over the client's steps, 'steps': count}.
     """
     scan_steps = num_local_steps(max_examples, batch_size, epochs)
 
-    def local_train(frozen, exchanged, images, num_examples, key):
+    def local_train(frozen, sent, state, images, num_examples, key, round_index,
+                    public):
         perm_key, aug_key = jax.random.split(key)
         n = num_examples
         steps_per_epoch = (n + batch_size - 1) // batch_size
+        steps = epochs * steps_per_epoch
         # [E, N_max]: per-epoch permutations of the n valid rows (padding
         # rows get key 2.0 > any uniform, so they sort last).
         valid_row = jnp.arange(max_examples) < n
         perms = jnp.argsort(jnp.where(
             valid_row, jax.random.uniform(perm_key, (epochs, max_examples)), 2.0),
             axis=-1)
-        received = {**frozen, **exchanged}
-        trainable = select(received, spec.trainable)
-        carry0 = (trainable, local.init_target(trainable),
-                  local.init_opt(frozen, trainable))
+        received = {**frozen, **sent.params}
+        start = algorithm.client_init(
+            sent, state, {p: received[p] for p in spec.trainable if p in received})
+        trainable = select(start.online, spec.trainable)
+        target = local.init_target(trainable) if start.target is None else start.target
+        context = algorithm.client_context(sent, state, public)
+        carry0 = (trainable, target, local.init_opt(frozen, trainable))
 
         def body(carry, k):
             epoch = jnp.minimum(k // steps_per_epoch, epochs - 1)
             pos = (k % steps_per_epoch) * batch_size + jnp.arange(batch_size)
             idx = perms[epoch][pos % n]
-            active = k < epochs * steps_per_epoch
+            progress = (round_index + k / steps) / total_rounds
+            momentum = method.momentum_fn(progress) if method.has_target else 0.0
 
             def run(c):
-                tr, tg, op, loss = local.step(frozen, *c, images[idx],
-                                              jax.random.fold_in(aug_key, k))
+                tr, tg, op, loss = local.step(
+                    frozen, *c, images[idx], jax.random.fold_in(aug_key, k),
+                    sent.params, context, momentum)
                 return (tr, tg, op), loss.astype(jnp.float32)
 
             carry, loss = jax.lax.cond(
-                active, run, lambda c: (c, jnp.zeros((), jnp.float32)), carry)
+                k < steps, run, lambda c: (c, jnp.zeros((), jnp.float32)), carry)
             return carry, loss
 
-        (trainable, _, _), losses = jax.lax.scan(body, carry0,
-                                                 jnp.arange(scan_steps))
-        steps = epochs * steps_per_epoch
-        out = select({**received, **trainable}, spec.exchanged)
-        return out, {'loss': losses.sum() / steps, 'steps': steps}
+        (trainable, target, _), losses = jax.lax.scan(body, carry0,
+                                                      jnp.arange(scan_steps))
+        result = ClientResult(
+            sent=sent, state=state, start=start, online=trainable, target=target,
+            represent=lambda: represent_all(local, frozen, trainable, images, n,
+                                             batch_size))
+        extras, new_state = algorithm.client_final(result)
+        upload = Upload(select({**received, **trainable}, spec.exchanged), extras)
+        return upload, new_state, {'loss': losses.sum() / steps, 'steps': steps}
 
     return local_train
 
@@ -179,9 +249,11 @@ def make_clients_update(local_train: Callable, execution: str = 'vmap',
                         chunk: int = 0) -> Callable:
     """All participating clients of a round.
 
-    Returns `clients_update(frozen, exchanged, images, sizes, keys)` where
-    images `[K, N_max, H, W, 3]`, sizes `[K]`, keys `[K]` are per client and
-    frozen/exchanged are broadcast; outputs are stacked `[K, ...]`.
+    Returns `clients_update(frozen, sent, states, images, sizes, keys,
+    round_index, public)` where states (leaves `[K, ...]`), images
+    `[K, N_max, H, W, 3]`, sizes `[K]`, keys `[K]` are per client and frozen,
+    sent, round_index, public are broadcast; outputs (uploads, new states,
+    metrics) are stacked `[K, ...]`.
 
     Args:
       execution: 'vmap' (parallel; the accelerator default), 'map'
@@ -196,12 +268,13 @@ def make_clients_update(local_train: Callable, execution: str = 'vmap',
         raise ValueError('fl.client_execution=chunked needs fl.client_chunk >= 1 '
                          f'(got {chunk}).')
 
-    def clients_update(frozen, exchanged, images, sizes, keys):
+    def clients_update(frozen, sent, states, images, sizes, keys, round_index,
+                       public):
         if execution == 'vmap':
-            return jax.vmap(local_train, in_axes=(None, None, 0, 0, 0))(
-                frozen, exchanged, images, sizes, keys)
-        per_client = lambda xs: local_train(frozen, exchanged, *xs)
-        return jax.lax.map(per_client, (images, sizes, keys),
+            return jax.vmap(local_train, in_axes=(None, None, 0, 0, 0, 0, None, None))(
+                frozen, sent, states, images, sizes, keys, round_index, public)
+        per_client = lambda xs: local_train(frozen, sent, *xs, round_index, public)
+        return jax.lax.map(per_client, (states, images, sizes, keys),
                            batch_size=chunk if execution == 'chunked' else None)
 
     return clients_update

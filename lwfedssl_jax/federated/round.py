@@ -1,68 +1,144 @@
-"""One federated round as a single jitted function (built once per stage)."""
+"""One federated round as a single jitted function (built once per stage).
 
-from typing import Callable
+The round's evolving state is a `RoundState`: the server's exchanged
+parameters, its optimiser state and algorithm extras, and every client's
+persistent state with a leading `[N]` client axis. The K participants'
+slices are gathered by index and scattered back inside the jitted round, so
+which clients take part never changes a compiled shape.
+"""
+
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from lwfedssl_jax import sharding
-from lwfedssl_jax.federated.aggregate import weighted_mean
+from lwfedssl_jax.federated.aggregate import Aggregator, ServerUpdate
+from lwfedssl_jax.federated.algorithms.base import FederatedAlgorithm, Sent
 
 
-def make_round_fn(clients_update: Callable, mesh=None) -> Callable:
-    """Builds `round_fn(frozen, exchanged, images, sizes, selected, key)`.
+class ServerState(NamedTuple):
+    """The server side of a round state.
 
-    With a `mesh` (see `sharding.py`), the participating clients are split
-    over its devices: their data, local training and uploads are laid out
-    along the mesh's client axis, and the FedAvg result is replicated (XLA
-    emits the all-reduce). K must then be a multiple of the mesh size.
+    Attributes:
+      params: the exchanged parts (the global model that is sent down).
+      opt_state: the server optimiser's state (`()` without one).
+      extras: the algorithm's server extras (`{}` for most).
+    """
+    params: dict
+    opt_state: Any
+    extras: Any
 
-    Args to the returned function:
+
+class RoundState(NamedTuple):
+    """Everything that evolves from round to round within a stage.
+
+    Attributes:
+      server: the `ServerState`.
+      clients: the algorithm's per-client state, leaves `[N, ...]`.
+    """
+    server: ServerState
+    clients: Any
+
+
+def init_round_state(algorithm: FederatedAlgorithm, server_update: ServerUpdate,
+                     params: dict, exchanged_parts, num_clients: int) -> RoundState:
+    """The state at the start of a stage.
+
+    Args:
+      params: every present part, as the server initialised/holds them.
+      exchanged_parts: the stage's exchanged part names.
+      num_clients: N; each client starts from the same `init_client(params)`.
+    """
+    exchanged = {p: params[p] for p in exchanged_parts}
+    one = algorithm.init_client(params)
+    clients = jax.tree.map(
+        lambda x: jnp.tile(jnp.asarray(x)[None], (num_clients,) + (1,) * jnp.ndim(x)),
+        one)
+    return RoundState(ServerState(exchanged, server_update.init(exchanged),
+                                  algorithm.init_server(params)), clients)
+
+
+def sent_of(algorithm: FederatedAlgorithm, server: ServerState) -> Sent:
+    """What the server sends each participant: the exchanged parts + extras."""
+    return Sent(server.params, algorithm.broadcast(server.extras))
+
+
+class RoundFunction:
+    """A jitted round that counts its traces (tests assert 1 per stage).
+
+    Call as `round_fn(frozen, state, images, sizes, selected, round_index,
+    round_in_stage, key, public)` -> `(state, uploads, metrics)`:
       frozen: present parts that stay on the clients (never sent).
-      exchanged: the server's exchanged subtree: what is sent down.
+      state: the `RoundState` before the round.
       images: `[N, N_max, H, W, 3]` uint8, every client's padded data.
       sizes: `[N]` int32 example counts.
       selected: `[K]` int32 ids of this round's participating clients.
+      round_index: global 0-based round (int32; momentum schedule).
+      round_in_stage: 0-based round within the stage (int32; aggregators
+        with a warm-up).
       key: the round key; client c trains with `fold_in(key, c)`.
+      public: the server's `PublicData` (empty arrays when unused).
+    Returns the new `RoundState`, the stacked uploads (an `Upload` with
+    leaves `[K, ...]`: what travels up) and per-client metrics `[K]`.
 
-    Returns:
-      `(new_exchanged, uploads, metrics)`: the FedAvg of the uploads, the
-      stacked uploads `[K, ...]` (what travels up), and per-client metrics
-      `[K]`.
-
-    The returned function is `jax.jit`-ed; it traces once per stage because
-    every shape it sees is fixed within a stage. `round_fn.num_traces` says
-    how many times it was traced (tests assert 1 per stage).
+    Attributes:
+      jitted: the jitted function (for `eval_shape` / compile-only use).
+      sent: `(server) -> Sent`, the download of a round (for accounting).
+      num_traces: how many times it was traced.
     """
-    counter = _TraceCounter()
 
-    def round_fn(frozen, exchanged, images, sizes, selected, key):
-        counter.num_traces += 1  # Python side effect: runs at trace time only.
+    def __init__(self, fn: Callable, sent: Callable):
+        self.num_traces = 0
+        self.sent = sent
+
+        def counted(*args):
+            self.num_traces += 1   # Python side effect: runs at trace time only.
+            return fn(*args)
+
+        self.jitted = jax.jit(counted)
+
+    def __call__(self, *args):
+        return self.jitted(*args)
+
+
+def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
+                  aggregator: Aggregator, server_update: ServerUpdate,
+                  mesh=None) -> RoundFunction:
+    """Builds the round function of a stage (see `RoundFunction`).
+
+    With a `mesh` (see `sharding.py`), the participating clients are split
+    over its devices: their data, local training and uploads are laid out
+    along the mesh's client axis, and the aggregate is replicated (XLA emits
+    the all-reduce). K must then be a multiple of the mesh size.
+    """
+    def round_fn(frozen, state, images, sizes, selected, round_index,
+                 round_in_stage, key, public):
+        sent = sent_of(algorithm, state.server)
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(selected)
         client_images, client_sizes = images[selected], sizes[selected]
+        states = jax.tree.map(lambda x: x[selected], state.clients)
         if mesh is not None:
             client_images, client_sizes = jax.lax.with_sharding_constraint(
                 (client_images, client_sizes), sharding.client_sharded(mesh))
-        uploads, metrics = clients_update(frozen, exchanged, client_images,
-                                          client_sizes, keys)
+        uploads, new_states, metrics = clients_update(
+            frozen, sent, states, client_images, client_sizes, keys, round_index,
+            public)
         if mesh is not None:
             uploads = jax.lax.with_sharding_constraint(
                 uploads, sharding.client_sharded(mesh))
-        new = weighted_mean(uploads, client_sizes.astype(jnp.float32))
+        weights = client_sizes.astype(jnp.float32)
+        aggregated = aggregator.aggregate(state.server.params, uploads.params,
+                                          weights, round_in_stage)
+        params, opt_state = server_update.apply(state.server.params, aggregated,
+                                                state.server.opt_state)
         if mesh is not None:
-            new = jax.lax.with_sharding_constraint(new, sharding.replicated(mesh))
-        return new, uploads, metrics
+            params = jax.lax.with_sharding_constraint(params, sharding.replicated(mesh))
+        extras = algorithm.server_update(state.server.extras, uploads.extras,
+                                         selected, weights)
+        clients = jax.tree.map(lambda old, new: old.at[selected].set(new),
+                               state.clients, new_states)
+        return (RoundState(ServerState(params, opt_state, extras), clients),
+                uploads, metrics)
 
-    counter.fn = jax.jit(round_fn)
-    return counter
-
-
-class _TraceCounter:
-    """A jitted function that counts its traces."""
-
-    def __init__(self):
-        self.num_traces = 0
-        self.fn = None
-
-    def __call__(self, *args):
-        return self.fn(*args)
+    return RoundFunction(round_fn, lambda server: sent_of(algorithm, server))

@@ -1,9 +1,9 @@
 """SSL methods registry: `get(name)(**kwargs) -> SSLMethod`."""
 
-from lwfedssl_jax.ssl import mocov3
+from lwfedssl_jax.ssl import byol, mocov3, simclr
 from lwfedssl_jax.ssl.base import SSLMethod
 
-METHODS = {'mocov3': mocov3.make}
+METHODS = {'mocov3': mocov3.make, 'byol': byol.make, 'simclr': simclr.make}
 
 
 def get(name: str):

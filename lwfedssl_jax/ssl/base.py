@@ -1,8 +1,17 @@
-"""The SSL method contract shared by MoCo v3 (and later BYOL, SimCLR)."""
+"""The SSL method contract shared by MoCo v3, BYOL and SimCLR (paper §2).
+
+A method is a bundle of pure functions over parameter dicts. The client
+engine (`federated/client.py`) owns everything around it: the frozen
+prefix, augmentation, the optimiser, the target branch's EMA. A method only
+says which heads it has, how its loss is computed from the two views, which
+heads its momentum target copies, and how its momentum evolves.
+"""
 
 from typing import Callable, NamedTuple
 
 import jax
+
+from lwfedssl_jax.models import heads
 
 # encode_fn(params, h) -> [B, D]: runs the *trainable* encoder segment on the
 # frozen-prefix output `h` (tokens, or images when nothing is frozen) and
@@ -10,27 +19,94 @@ import jax
 EncodeFn = Callable[[dict, jax.Array], jax.Array]
 
 
+class Negatives(NamedTuple):
+    """Extra negatives from outside the batch (FedCA's global dictionary).
+
+    Attributes:
+      features: `[M, F]` representations in the projector's output space
+        (normalised by the loss); treated as constants (no gradient).
+      mask: `[M]` bool, False for padding rows that must not count.
+    """
+    features: jax.Array
+    mask: jax.Array
+
+
 class SSLMethod(NamedTuple):
     """A self-supervised method as a bundle of pure functions.
 
     Attributes:
       name: registry name.
-      head_names: top-level parameter keys of the heads (trained, exchanged).
+      head_names: top-level parameter keys of the heads (trained, exchanged);
+        the first is the projector, whose output `project_fn` returns.
       target_head_names: heads that the momentum target keeps an EMA copy of
-        (empty tuple and `momentum=None` for methods without a target).
-      momentum: EMA coefficient µ of the target branch, or None.
+        (empty for methods without a target branch).
+      momentum_fn: `progress in [0, 1] -> µ`, the EMA coefficient of the
+        target branch as a function of training progress (see `ssl/ema.py`),
+        or None for methods without a target branch (SimCLR).
       init_heads: `(key, feature_dim) -> {head_name: params}`.
+      loss_fn: `(online, target, encode_fn, h1, h2, negatives) -> (loss,
+        metrics)`, where `online` holds the trainable encoder parts and all
+        heads, `target` the EMA copy (or None), `h1`, `h2` the frozen-prefix
+        outputs of the two views `[B, ...]`, and `negatives` a `Negatives`
+        or None. Differentiated with respect to `online`. Methods with
+        `supports_negatives=False` must be given `negatives=None`.
+      project_fn: `(params, encode_fn, h) -> [B, F]`, the representation in
+        the projector's output space (what FedCA's dictionary holds and
+        what alignment terms compare).
       samples_per_step: samples one step costs in the paper's GFLOPs
         convention (§7.1): 1 for MoCo v3 / BYOL, 2 for SimCLR.
-      loss_fn: `(online, target, encode_fn, h1, h2) -> (loss, metrics)`, where
-        `online` holds the trainable encoder parts and all heads, `target` the
-        EMA copy (or None), and `h1`, `h2` are the frozen-prefix outputs of
-        the two views `[B, ...]`. Differentiated with respect to `online`.
+      supports_negatives: whether `loss_fn` uses extra negatives
+        (contrastive methods); algorithms that send them require it.
     """
     name: str
     head_names: tuple[str, ...]
     target_head_names: tuple[str, ...]
-    momentum: float | None
+    momentum_fn: Callable[[jax.Array], jax.Array] | None
     init_heads: Callable[[jax.Array, int], dict]
     loss_fn: Callable
+    project_fn: Callable
     samples_per_step: int = 1
+    supports_negatives: bool = False
+
+    @property
+    def has_target(self) -> bool:
+        """Whether the method keeps a momentum (EMA) target branch."""
+        return self.momentum_fn is not None
+
+
+PROJECTOR = 'projector'
+PREDICTOR = 'predictor'
+
+
+class OnlineHeads(NamedTuple):
+    """Projector H + predictor P of the target-based methods (MoCo v3, BYOL).
+
+    Attributes:
+      init_heads: `(key, feature_dim) -> {'projector': ..., 'predictor': ...}`.
+      project_fn: `(params, encode_fn, h) -> [B, proj_dim]`, H(F(h)).
+      query_fn: `(params, encode_fn, h) -> [B, proj_dim]`, P(H(F(h))).
+    """
+    init_heads: Callable
+    project_fn: Callable
+    query_fn: Callable
+
+
+def make_online_heads(*, proj_hidden: int, proj_dim: int, proj_layers: int,
+                      pred_hidden: int, pred_layers: int) -> OnlineHeads:
+    """The MoCo v3 / BYOL heads (models/heads.py) as pure functions."""
+    projector = heads.make_projector(proj_hidden, proj_dim, proj_layers)
+    predictor = heads.make_predictor(pred_hidden, proj_dim, pred_layers)
+
+    def init_heads(key, feature_dim):
+        kp, kq = jax.random.split(key)
+        return {PROJECTOR: projector.init(kp, jax.numpy.zeros((2, feature_dim)))['params'],
+                PREDICTOR: predictor.init(kq, jax.numpy.zeros((2, proj_dim)))['params']}
+
+    def project_fn(params, encode_fn, h):
+        return projector.apply({'params': params[PROJECTOR]}, encode_fn(params, h))
+
+    def query_fn(params, encode_fn, h):
+        return predictor.apply({'params': params[PREDICTOR]},
+                               project_fn(params, encode_fn, h))
+
+    return OnlineHeads(init_heads, project_fn, query_fn)

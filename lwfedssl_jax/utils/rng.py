@@ -12,6 +12,7 @@ TRAIN = 1
 SAMPLING = 2
 EVAL = 3
 RANDOM_BASELINE = 4
+PUBLIC_BASE = 5
 
 
 def stream(seed: int, tag: int) -> jax.Array:

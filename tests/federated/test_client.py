@@ -8,8 +8,10 @@ import pytest
 
 from lwfedssl_jax import ssl
 from lwfedssl_jax.data.augment import AugmentConfig
+from lwfedssl_jax.federated import aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
-from lwfedssl_jax.federated.round import make_round_fn
+from lwfedssl_jax.federated.algorithms.base import PublicData, StepContext
+from lwfedssl_jax.federated.round import init_round_state, make_round_fn
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
 from lwfedssl_jax.stages import make_stage_plan
 from lwfedssl_jax.utils.tree import select
@@ -48,7 +50,9 @@ def test_partial_grad_step_equals_masked_full_grad_step():
     target = local.init_target(trainable)
     opt = local.init_opt(frozen, trainable)
     x, key = images(8), jax.random.key(5)
-    new_tr, new_tg, _, loss = local.step(frozen, trainable, target, opt, x, key)
+    new_tr, new_tg, _, loss = local.step(frozen, trainable, target, opt, x, key,
+                                         select(params, spec.exchanged), StepContext(),
+                                         0.99)
     # Target: EMA (0.99) of the updated online weights; no predictor copy.
     assert set(new_tg) == set(spec.trainable) - {'predictor'}
     jax.tree.map(lambda t, t0, o: np.testing.assert_allclose(
@@ -77,21 +81,44 @@ def test_partial_grad_step_equals_masked_full_grad_step():
         jax.tree.map(np.testing.assert_array_equal, ref[k], params[k])
 
 
+NO_PUBLIC = PublicData(jnp.zeros((0, 8, 8, 3), jnp.uint8), jnp.zeros((0, 0)))
+
+
+def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
+               n_max=16, num_clients=4, algorithm='fedavg', mesh=None, method=METHOD,
+               **algorithm_kwargs):
+    """(round_fn, initial round state) of a tiny run with `algorithm`."""
+    params = full_params()
+    algo = algorithms.get(algorithm)(spec=spec, method=method, num_clients=num_clients,
+                                     max_examples=n_max, rep_dim=8, **algorithm_kwargs)
+    local = client_lib.make_local_step(ENC, method, spec, tx or tx_for(spec), AUG,
+                                       algo.loss_terms)
+    train = client_lib.make_local_train(local, spec, algo, method, batch_size=batch_size,
+                                        epochs=epochs, max_examples=n_max, total_rounds=4)
+    server = aggregate.make_server_update('none')
+    round_fn = make_round_fn(client_lib.make_clients_update(train, execution, chunk),
+                             algo, aggregate.make_aggregator('fedavg'), server, mesh)
+    state = init_round_state(algo, server, params, spec.exchanged, num_clients)
+    return round_fn, state, select(params, spec.frozen)
+
+
+def run_round(round_fn, state, frozen, data, sizes, selected, key=3, public=NO_PUBLIC):
+    return round_fn(frozen, state, jnp.asarray(data), jnp.asarray(sizes, jnp.int32),
+                    jnp.asarray(selected, jnp.int32), jnp.int32(0), jnp.int32(0),
+                    jax.random.key(key), public)
+
+
 def _round(spec, execution, chunk=0, sizes=(10, 7, 16, 3), n_max=16, garbage=False,
            tx=None, batch_size=4, epochs=2, selected=None):
-    params = full_params()
-    local = client_lib.make_local_step(ENC, METHOD, spec, tx or tx_for(spec), AUG)
-    train = client_lib.make_local_train(local, spec, batch_size=batch_size,
-                                        epochs=epochs, max_examples=n_max)
-    round_fn = make_round_fn(client_lib.make_clients_update(train, execution, chunk))
+    round_fn, state, frozen = make_round(spec, execution, chunk, tx, batch_size, epochs,
+                                         n_max, len(sizes))
     data = np.array(images(len(sizes) * n_max)).reshape(len(sizes), n_max, 8, 8, 3)
     for c, n in enumerate(sizes):   # padding rows: zeros, or garbage
         data[c, n:] = 255 if garbage else 0
-    out = round_fn(select(params, spec.frozen), select(params, spec.exchanged),
-                   jnp.asarray(data), jnp.asarray(sizes, jnp.int32),
-                   jnp.asarray(range(len(sizes)) if selected is None else selected,
-                               jnp.int32), jax.random.key(3))
-    return out, round_fn
+    new_state, uploads, metrics = run_round(
+        round_fn, state, frozen, data, sizes,
+        range(len(sizes)) if selected is None else selected)
+    return (new_state.server.params, uploads.params, metrics), round_fn
 
 
 def test_execution_strategies_agree():
@@ -139,13 +166,12 @@ def test_partial_participation_averages_only_selected_clients():
 
 def test_round_traces_once_across_rounds():
     spec = stage('layerwise', 1)
-    (new, _, _), round_fn = _round(spec, 'map')
-    params = full_params()
-    frozen = select(params, spec.frozen)
+    round_fn, state, frozen = make_round(spec)
     data = jnp.zeros((4, 16, 8, 8, 3), jnp.uint8)
-    for r in range(3):
-        new, _, _ = round_fn(frozen, new, data, jnp.full((4,), 16, jnp.int32),
-                             jnp.arange(4, dtype=jnp.int32), jax.random.key(r))
+    for r, selected in enumerate([[0, 1], [2, 3], [1, 3]]):   # who takes part varies
+        state, _, _ = round_fn(frozen, state, data, jnp.full((4,), 16, jnp.int32),
+                               jnp.asarray(selected, jnp.int32), jnp.int32(r),
+                               jnp.int32(r), jax.random.key(r), NO_PUBLIC)
     assert round_fn.num_traces == 1
 
 
@@ -159,7 +185,8 @@ def test_layerwise_step_costs_less_than_e2e():
         return compiled_flops(local.step, fr, tr, jax.eval_shape(local.init_target, tr),
                               jax.eval_shape(local.init_opt, fr, tr),
                               jax.ShapeDtypeStruct((16, 8, 8, 3), jnp.uint8),
-                              jax.random.key(0))
+                              jax.random.key(0), abstract(select(params, spec.exchanged)),
+                              StepContext(), 0.99)
 
     lw, e2e = flops(stage('layerwise', 1)), flops(stage('e2e', 0))
     assert lw < 0.8 * e2e

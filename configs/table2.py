@@ -1,0 +1,75 @@
+"""Every row of the paper's Table 2 (plus L-DAWA), as config variants.
+
+    python -m lwfedssl_jax.main --config configs/table2.py:row=fedema --workdir runs/t2_fedema
+    python -m lwfedssl_jax.main --config configs/table2.py:row=lw_simclr,scale=paper \
+        --config.data.data_dir=~/tensorflow_datasets --workdir runs/t2_lw_simclr
+    python experiments/table2/run_quickstart.py      # every row at quickstart scale
+    python experiments/table2/resources.py           # every row's resources (ViT-Tiny)
+
+Rows (paper §2, §7.3; `ROWS` below): for each SSL method m in mocov3, byol,
+simclr: `centralized_<m>` (all data pooled on one client, end-to-end),
+`fed<m>` (end-to-end FedAvg), `lw_<m>` (LW-FedSSL), `prog_<m>`
+(Prog-FedSSL); the baselines `fedu`, `fedema` (BYOL) and `fedca` (SimCLR);
+and `ldawa` (end-to-end MoCo v3 with L-DAWA aggregation, Rehman et al.).
+
+Args (`:key=value,...`): row; scale = quickstart (digits, 4 clients, CPU
+minutes; configs/quickstart.py) | paper (ViT-Tiny, 10 clients, 180 rounds;
+configs/cifar10_vit_tiny.py) | smoke (tiny, for tests).
+
+Centralised rows: the paper does not give their epochs; here the pooled
+client runs the federated rows' rounds x local epochs over all the data, so
+it sees every image as often as the federated clients see theirs.
+FedCA's public set: `data.public_size` images held out of the training
+split (quickstart 64, paper 1,000), its base model trained on the server
+for `data.public_base_epochs` epochs (federated/algorithms/fedca.py).
+"""
+
+from configs import cifar10_vit_tiny, common, quickstart
+
+METHODS = ('mocov3', 'byol', 'simclr')
+
+
+def _rows() -> dict:
+    """row name -> (method, mode, fl.algorithm, server.aggregator, centralised)."""
+    rows = {}
+    for m in METHODS:
+        rows[f'centralized_{m}'] = (m, 'e2e', 'fedavg', 'fedavg', True)
+        rows[f'fed{m}'] = (m, 'e2e', 'fedavg', 'fedavg', False)
+        rows[f'lw_{m}'] = (m, 'layerwise', 'fedavg', 'fedavg', False)
+        rows[f'prog_{m}'] = (m, 'progressive', 'fedavg', 'fedavg', False)
+    rows['fedu'] = ('byol', 'e2e', 'fedu', 'fedavg', False)
+    rows['fedema'] = ('byol', 'e2e', 'fedema', 'fedavg', False)
+    rows['fedca'] = ('simclr', 'e2e', 'fedca', 'fedavg', False)
+    rows['ldawa'] = ('mocov3', 'e2e', 'fedavg', 'ldawa', False)
+    return rows
+
+
+ROWS = _rows()
+SCALES = ('quickstart', 'paper', 'smoke')
+PUBLIC_SIZE = {'quickstart': 64, 'paper': 1000, 'smoke': 16}
+
+
+def get_config(arg=None):
+    a = common.parse_arg(arg, row='lw_mocov3', scale='quickstart')
+    if a.row not in ROWS:
+        raise ValueError(f'Unknown row {a.row!r}; choices: {sorted(ROWS)}.')
+    if a.scale not in SCALES:
+        raise ValueError(f'Unknown scale {a.scale!r}; choices: {SCALES}.')
+    method, mode, algorithm, aggregator, centralized = ROWS[a.row]
+    if a.scale == 'paper':
+        c = cifar10_vit_tiny.get_config(f'method={method},mode={mode}')
+    else:
+        c = quickstart.get_config(f'method={method},mode={mode},'
+                                  f'smoke={a.scale == "smoke"}')
+    c.unlock()
+    c.fl.algorithm = algorithm
+    c.server.aggregator = aggregator
+    if algorithm == 'fedca':
+        c.data.public_size = PUBLIC_SIZE[a.scale]
+        if a.scale == 'smoke':
+            c.data.public_base_epochs = 1
+    if centralized:
+        c.fl.num_clients = 1
+        c.fl.clients_per_round = 1
+    c.lock()
+    return c
