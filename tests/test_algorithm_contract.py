@@ -15,6 +15,7 @@ def smoke(method='mocov3', mode='e2e'):
     c.fl.total_rounds = 4
     c.fl.clients_per_round = 2        # partial participation: state gather/scatter
     c.eval.at_stage_end = False
+    c.eval.probe_epochs = 1
     c.data.public_size = 16
     c.data.public_base_epochs = 1
     return c
@@ -34,9 +35,11 @@ def compatible_method(algorithm):
 
 
 @pytest.mark.parametrize('algorithm', sorted(algorithms.ALGORITHMS))
-@pytest.mark.parametrize('mode', ['e2e', 'layerwise'])
-def test_algorithm_runs_and_keeps_the_contract(algorithm, mode, tmp_path, monkeypatch):
-    c = smoke(compatible_method(algorithm), mode)
+def test_algorithm_runs_and_keeps_the_contract(algorithm, tmp_path, monkeypatch):
+    # Layer-wise: 2 stages x 2 rounds, so state restarts at a stage boundary
+    # and every client state is used again within a stage.
+    c = smoke(compatible_method(algorithm), 'layerwise')
+    c.fl.total_rounds = 4
     c.fl.algorithm = algorithm
     summary = contract_run.check_run(c, str(tmp_path), monkeypatch)
     assert summary['fl_algorithm'] == algorithm
