@@ -20,7 +20,7 @@ from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
 from lwfedssl_jax.federated import aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
-from lwfedssl_jax.federated.algorithms.base import PublicData, Sent
+from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
 from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
@@ -38,6 +38,8 @@ class Setup(NamedTuple):
         FederatedAlgorithm`, the configured algorithm for one stage.
       aggregator: how the server combines the uploaded parameters.
       server_update: the server optimiser applied to the aggregate.
+      rep_dim: width F of the method's representation (projector output).
+      uses_public_data: the algorithm needs the server's public set.
     """
     encoder: ViTEncoder
     method: ssl.SSLMethod
@@ -47,6 +49,8 @@ class Setup(NamedTuple):
     make_algorithm: Callable
     aggregator: aggregate.Aggregator
     server_update: aggregate.ServerUpdate
+    rep_dim: int
+    uses_public_data: bool
 
 
 class StageFns(NamedTuple):
@@ -110,8 +114,9 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         return make_algo(spec=spec, method=method, num_clients=num_clients,
                          max_examples=max_examples, rep_dim=rep, **algo_kwargs)
 
-    make_algorithm(plan[0], fl.num_clients, fl.batch_size)   # fail early on misuse
-    if make_algorithm(plan[0], 1, 1).uses_public_data and config.data.public_size < 1:
+    # Built once now so that misuse (method, kwargs) fails before any work.
+    uses_public = make_algorithm(plan[0], fl.num_clients, fl.batch_size).uses_public_data
+    if uses_public and config.data.public_size < 1:
         raise ValueError(f'fl.algorithm={fl.algorithm} needs a public set on the '
                          'server: set data.public_size >= 1.')
     s = config.server
@@ -122,12 +127,12 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         s.optimizer, learning_rate=s.learning_rate, momentum=s.momentum, b1=s.b1,
         b2=s.b2, eps=s.eps)
     return Setup(encoder, method, plan, augment_cfg, lr, make_algorithm, agg,
-                 server_update)
+                 server_update, rep, uses_public)
 
 
 def load_data(config: ml_collections.ConfigDict):
     """The labeled dataset (for evaluation), its federated training split and
-    the server's public set.
+    the server's public set (see `public_set.py`).
 
     The public set (`data.public_size` training images, 0 = none) is drawn
     with its own seed from the training split and removed from it before
@@ -153,63 +158,6 @@ def load_data(config: ml_collections.ConfigDict):
         images[rest], labels[rest], num_clients=config.fl.num_clients,
         kind=d.partition, alpha=d.dirichlet_alpha, seed=d.partition_seed)
     return dataset, fed, images[np.sort(public)]
-
-
-def public_reference(setup: Setup, config, public_images: np.ndarray) -> PublicData:
-    """The server's public set and its reference representations.
-
-    When the algorithm uses public data (FedCA's alignment module), the
-    server trains a base model of the full encoder on the public set alone
-    (the run's SSL method, `data.public_base_epochs` epochs, its own init
-    stream) and its projector outputs on the un-augmented public images are
-    the references. Deterministic from the seed, so a resumed run recomputes
-    the same ones. Otherwise the targets are an empty `[P, 0]` array.
-    """
-    p = len(public_images)
-    algorithm = setup.make_algorithm(setup.plan[0], 1, max(p, 1))
-    if not algorithm.uses_public_data:
-        return PublicData(jnp.asarray(public_images), jnp.zeros((p, 0), jnp.float32))
-    fl = config.fl
-    spec = stages.make_stage_plan('e2e', depth=setup.encoder.depth, blocks_per_stage=1,
-                                  total_rounds=1, head_names=setup.method.head_names)[0]
-    params = init_new_parts(setup, {}, spec, config.seed, tag=rng.PUBLIC_BASE)
-    batch = min(fl.batch_size, p)
-    tx = client_lib.make_client_optimizer(
-        spec, learning_rate=config.optim.base_lr * batch / 256,
-        weight_decay=config.optim.weight_decay, b1=config.optim.b1, b2=config.optim.b2)
-    local = client_lib.make_local_step(setup.encoder, setup.method, spec, tx,
-                                       setup.augment_cfg)
-    plain = algorithms.get('fedavg')(spec=spec, method=setup.method, num_clients=1,
-                                     max_examples=p, rep_dim=0)
-    train = client_lib.make_local_train(
-        local, spec, plain, setup.method, batch_size=batch,
-        epochs=config.data.public_base_epochs, max_examples=p, total_rounds=1)
-    empty = PublicData(jnp.zeros((0,) + public_images.shape[1:], jnp.uint8),
-                       jnp.zeros((0, 0), jnp.float32))
-    images = jnp.asarray(public_images)
-
-    @jax.jit
-    def base_targets(params):
-        upload, _, _ = train({}, Sent(params, {}), plain.init_client(params), images,
-                             jnp.int32(p), rng.stream(config.seed, rng.PUBLIC_BASE),
-                             jnp.int32(0), empty)
-        trained = upload.params
-        return client_lib.represent_all(local, {}, trained, images, jnp.int32(p),
-                                        batch)[0]
-
-    print(f'[lwfedssl] server: training the public base model on {p} images '
-          f'({config.data.public_base_epochs} epochs)...', flush=True)
-    return PublicData(images, base_targets(params))
-
-
-def abstract_public(setup: Setup, config) -> PublicData:
-    """Shapes of `public_reference(...)` without loading data or training."""
-    p, img = config.data.public_size, config.model.image_size
-    uses = setup.make_algorithm(setup.plan[0], 1, max(p, 1)).uses_public_data
-    return PublicData(jax.ShapeDtypeStruct((p, img, img, 3), jnp.uint8),
-                      jax.ShapeDtypeStruct((p, _rep_dim(setup.method, setup.encoder.cfg.width)
-                                              if uses else 0),
-                                           jnp.float32))
 
 
 def _rep_dim(method: ssl.SSLMethod, width: int) -> int:
@@ -318,8 +266,6 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
     represent = flops.forward_macs(
         setup.encoder, [p for p in spec.present if p not in heads],
         {projector: heads[projector]})
-    num_clients = jax.tree.leaves(state.clients)[0].shape[0] if jax.tree.leaves(
-        state.clients) else 1
     row = {
         'stage': spec.index, 'num_blocks': spec.num_blocks, 'rounds': spec.rounds,
         'trained_params': num_params(select(params, spec.trainable)),
@@ -327,7 +273,7 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
         'paper_flops_per_round': config.fl.local_epochs * per_epoch
         + fns.algorithm.paper_forwards_per_round * represent,
         'stage_end_broadcast_bytes': comm.newly_frozen_bytes(previous_spec, spec, params),
-        'client_state_bytes': num_bytes(state.clients) // num_clients,
+        'client_state_bytes': num_bytes(jax.eval_shape(fns.algorithm.init_client, params)),
         'server_state_bytes': num_bytes((state.server.opt_state, state.server.extras)),
         'public_data_bytes': num_bytes(public) if spec.index == 0 else 0,
     }

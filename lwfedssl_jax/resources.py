@@ -26,7 +26,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import builders, platform, train
+from lwfedssl_jax import builders, platform, public_set, train
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.federated.client import num_local_steps
 from lwfedssl_jax.utils.tree import select
@@ -60,7 +60,7 @@ def predict(config, sizes=None) -> dict:
     data = (jax.ShapeDtypeStruct((len(sizes), n_max, img, img, 3), jnp.uint8),
             jax.ShapeDtypeStruct((len(sizes),), jnp.int32),
             jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.int32))
-    public = builders.abstract_public(setup, config)
+    public = public_set.abstract_public(setup, config)
     previous, rows, per_round = None, [], []
     tally = ResourceTally()
     for spec in setup.plan:

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from lwfedssl_jax import builders
+from lwfedssl_jax import builders, public_set
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data.federated import FederatedData
@@ -74,7 +74,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     setup = builders.build(config)
     ckpt = _open_checkpoints(config, setup, workdir)
     dataset, fed, public_images = builders.load_data(config)
-    public = builders.public_reference(setup, config, public_images)
+    public = public_set.public_reference(setup, config, public_images)
     state = _restore_or_start(setup, config, workdir, ckpt, fed)
     writer = RunWriter(workdir)
     writer.write_json('config.json', config.to_dict())
@@ -228,6 +228,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     if first == 0:
         tally.add_stage(row)
     sizes = np.asarray(fed.sizes)
+    sent = jax.eval_shape(fns.round_fn.sent, round_state.server)   # fixed per stage
     bar = tqdm(range(first, spec.rounds), initial=first, total=spec.rounds,
                desc=f'stage {spec.index + 1}/{len(setup.plan)}',
                disable=not config.log.progress, leave=True, dynamic_ncols=True)
@@ -235,7 +236,6 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         t0 = time.time()
         selected = round_clients(config, spec.index, r, fed.num_clients)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
-        sent = jax.eval_shape(fns.round_fn.sent, round_state.server)
         round_state, uploads, metrics = fns.round_fn(
             frozen, round_state, fed.images, fed.sizes, selected,
             np.int32(global_round), np.int32(r), key, public)

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lwfedssl_jax import builders, platform  # noqa: E402
+from lwfedssl_jax import builders, platform, public_set  # noqa: E402
 from lwfedssl_jax.utils.tree import select  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -55,7 +55,7 @@ def main(argv):
             params = builders.init_new_parts(setup, params, s, c.seed)
         fns = builders.build_stage(setup, spec, c, c.fl.num_clients, n_max)
         state = builders.init_round_state(setup, fns, spec, params, c.fl.num_clients)
-        public = builders.public_reference(setup, c, np.zeros((0, size, size, 3), np.uint8))
+        public = public_set.public_reference(setup, c, np.zeros((0, size, size, 3), np.uint8))
 
         def one_round(r):
             return fns.round_fn(select(params, spec.frozen), state, images, sizes,

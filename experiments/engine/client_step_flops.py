@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from absl import app  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lwfedssl_jax import builders, platform  # noqa: E402
+from lwfedssl_jax import builders, platform, public_set  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/cifar10_vit_tiny.py', 'Config.', lock_config=True)
@@ -41,7 +41,7 @@ def stage_flops(config, mode, stage_indices):
                 setup, fns, spec, p, n), params)
             t = time.time()
             out[spec.index] = builders.step_cost(
-                fns, params, state, builders.abstract_public(setup, c), spec,
+                fns, params, state, public_set.abstract_public(setup, c), spec,
                 c.fl.batch_size, c.model.image_size).flops
             print(f'  {mode} stage {spec.index}: {out[spec.index] / 1e9:.1f} GFLOPs '
                   f'(compiled in {time.time() - t:.0f} s)', flush=True)

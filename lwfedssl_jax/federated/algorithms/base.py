@@ -61,9 +61,12 @@ class ClientStart(NamedTuple):
       online: every trainable part of the stage (received, kept or blended).
       target: the momentum target at the start, or None to rebuild it from
         `online` (paper §1.7: a fresh copy every round).
+      notes: what the algorithm decided on receipt and needs again in
+        `client_final` (FedEMA's λ and µ), `{}` if nothing.
     """
     online: dict
     target: dict | None
+    notes: Any = {}
 
 
 class PublicData(NamedTuple):

@@ -57,8 +57,7 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
                 'mu': jnp.zeros((), jnp.float32),
                 'rounds': jnp.zeros((), jnp.int32)}
 
-    def blend(state, received):
-        """(start online, start target, λ_k, μ_k) of a client on receipt."""
+    def client_init(sent, state, received):
         seen = state['rounds'] > 0
         d = l2_distance(select(state['online'], theta), select(received, theta))
         calibrate = seen & (state['scale'] == 0) & (d > 0)
@@ -69,18 +68,12 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
         online = {**state['online'], **blended}   # local-only parts stay local
         target = jax.tree.map(lambda t, o: jnp.where(seen, t, o), state['target'],
                               select(online, copied))
-        return online, target, scale, mu
-
-    def client_init(sent, state, received):
-        online, target, _, _ = blend(state, received)
-        return ClientStart(online=online, target=target)
+        return ClientStart(online=online, target=target,
+                           notes={'scale': scale, 'mu': mu})
 
     def client_final(result):
-        received = {p: result.sent.params[p] for p in spec.trainable
-                    if p in result.sent.params}
-        _, _, scale, mu = blend(result.state, received)   # cheap: scalars reused by XLA
         return {}, {'online': result.online, 'target': result.target,
-                    'scale': scale, 'mu': mu, 'rounds': result.state['rounds'] + 1}
+                    **result.start.notes, 'rounds': result.state['rounds'] + 1}
 
     return FederatedAlgorithm(
         name='fedema', init_server=no_extras, broadcast=no_extras,
