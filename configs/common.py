@@ -56,7 +56,7 @@ SSL_DEFAULTS = {
 ALGORITHM_DEFAULTS = {
     'fedavg': dict(),
     'fedu': dict(threshold=1.0, relative=True),
-    'fedema': dict(tau=0.7),
+    'fedema': dict(tau=0.7, divergence='drift'),
     'fedca': dict(dictionary=True, align_weight=1.0, align_batch=32),
 }
 

@@ -43,8 +43,8 @@ def test_fedema_first_participation_takes_the_global_model():
                  select(received, tuple(start.target)))
 
 
-def test_fedema_calibrates_then_blends_by_divergence():
-    algo = make('fedema', tau=0.7)
+def test_fedema_distance_calibrates_then_blends_by_divergence():
+    algo = make('fedema', tau=0.7, divergence='distance')
     local, glob = trainable(1), trainable(0)
     state = {**algo.init_client(tc.full_params(1)), 'online': local,
              'rounds': jnp.int32(1)}
@@ -71,6 +71,31 @@ def test_fedema_calibrates_then_blends_by_divergence():
         o, 0.35 * n + 0.65 * g, rtol=1e-5, atol=1e-6), start3.online, near, glob)
     # The persistent target is kept, not rebuilt.
     jax.tree.map(np.testing.assert_array_equal, start3.target, new_state['target'])
+
+
+def test_fedema_drift_uses_the_previous_rounds_change():
+    algo = make('fedema', tau=0.5)            # divergence='drift' (authors' code)
+    local, glob = trainable(1), trainable(0)
+    state = {**algo.init_client(tc.full_params(1)), 'online': local,
+             'rounds': jnp.int32(1), 'drift': jnp.float32(0.2)}
+    start = algo.client_init(Sent(glob, {}), state, glob)
+    jax.tree.map(lambda o, l, g: np.testing.assert_allclose(
+        o, 0.5 * l + 0.5 * g, rtol=1e-5, atol=1e-6), start.online, local, glob)
+    np.testing.assert_allclose(start.notes['scale'], 0.5 / 0.2, rtol=1e-6)
+    # Later rounds: mu = min(1, lambda * drift): drift 0.1 -> 0.25, 0.6 -> 1.
+    for drift, mu in [(0.1, 0.25), (0.6, 1.0)]:
+        later = {**state, 'scale': jnp.float32(2.5), 'drift': jnp.float32(drift)}
+        np.testing.assert_allclose(
+            algo.client_init(Sent(glob, {}), later, glob).notes['mu'], mu, rtol=1e-6)
+    # client_final stores this round's drift: mean norm of the encoder weight change.
+    end = shifted(start.online, 0.5)
+    _, new = algo.client_final(ClientResult(Sent(glob, {}), state, start, end,
+                                            start.target, None))
+    sizes = [x.size for p in SPEC.trainable if p not in tc.METHOD.head_names
+             for x in jax.tree.leaves(glob[p]) if x.ndim >= 2]
+    np.testing.assert_allclose(new['drift'], np.mean([0.5 * np.sqrt(n) for n in sizes]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(new['mu'], 0.5, rtol=1e-6)
 
 
 def test_fedu_keeps_local_predictor_only_when_divergence_is_high():

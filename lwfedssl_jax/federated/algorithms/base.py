@@ -167,6 +167,17 @@ def encoder_weight_leaves(tree: dict, method) -> list:
             for x in jax.tree.leaves(v) if x.ndim >= 2]
 
 
+def round_drift(result: 'ClientResult', method) -> jax.Array:
+    """EasyFL's divergence of a client over its round (FedU, FedEMA):
+    (1/|C|) Σ_{l ∈ C} ‖W_l^start − W_l^end‖₂ over the encoder weight tensors
+    C of `encoder_weight_leaves` (0 if there are none)."""
+    a = encoder_weight_leaves(result.start.online, method)
+    b = encoder_weight_leaves(result.online, method)
+    if not a:
+        return jax.numpy.zeros((), jax.numpy.float32)
+    return sum(jax.numpy.linalg.norm((x - y).ravel()) for x, y in zip(a, b)) / len(a)
+
+
 def local_only_parts(spec) -> tuple[str, ...]:
     """Trainable parts that never travel: a client keeps its own copy."""
     return tuple(p for p in spec.trainable

@@ -6,20 +6,28 @@ dynamic_ema_online --update_predictor dynamic_dapu --auto_scaler y
 Each client keeps its local model between rounds: online θ_k (encoder +
 projector), predictor φ_k, target ξ_k. On receipt of the global (θ_g, φ_g),
 from the client's second participation on:
-    d_k = ‖θ_k − θ_g‖₂                (one L2 norm over all θ tensors)
     λ_k = τ / d_k                      (set once, at the first such round)
     μ_k = min(1, λ_k d_k)              (= τ in that round)
     θ_k ← μ_k θ_k + (1 − μ_k) θ_g,    φ_k ← μ_k φ_k + (1 − μ_k) φ_g
     ξ_k kept (persistent target, never reset, never sent)
 In its first participation a client takes the global model (μ = 0) and its
 target starts as a copy of it. Uploads and server: as FedBYOL (FedAvg of
-θ_k, φ_k).
+θ_k, φ_k). The divergence d_k has two forms (`divergence`):
+* 'drift' (default; the authors' EasyFL code, `_calculate_divergence`): the
+  client's change over its previous round, (1/|C|) Σ_l ‖W_l^start −
+  W_l^end‖ over the encoder weight tensors (`base.round_drift`);
+* 'distance' (the paper's text, Plato's port): ‖θ_k − θ_g‖₂ at receipt, one
+  norm over every θ tensor (the stage's trained encoder parts + projector).
+Why 'drift' is the default: with a constant learning rate (the LW-FedSSL
+setting) 'distance' feeds back on itself: μ > 0 keeps clients apart, which
+raises d_k and μ, and μ reached 1 for every client by round 5 of the
+quickstart run, after which clients no longer take the global model and
+their average is no encoder at all (linear probe 71.1 %, the random
+encoder's level; 'drift': see experiments/table2/README.md). The original
+FedEMA decays its learning rate every round, which damps that loop.
 
 Choices of ours (LW-FedSSL gives no FedEMA hyperparameters):
 * τ = 0.7 (EasyFL README and Plato; EasyFL's `main.py` defaults to 0.8).
-* d_k is the paper/Plato form (global vs local at receipt, one norm over
-  every θ tensor: the stage's trained encoder parts and the projector),
-  not EasyFL's per-conv-tensor drift during the previous round.
 * λ_k is calibrated at the client's first EMA round (EasyFL); Plato
   calibrates on the server during the first rounds.
 """
@@ -28,7 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from lwfedssl_jax.federated.algorithms.base import (
-    ClientStart, FederatedAlgorithm, StepContext, no_extras, target_parts)
+    ClientStart, FederatedAlgorithm, StepContext, no_extras, round_drift,
+    target_parts)
 from lwfedssl_jax.utils.tree import select
 
 
@@ -38,8 +47,11 @@ def l2_distance(a, b) -> jax.Array:
     return jnp.sqrt(sum(sq)) if sq else jnp.zeros((), jnp.float32)
 
 
-def make(*, spec, method, num_clients, max_examples, rep_dim,
-         tau: float = 0.7) -> FederatedAlgorithm:
+DIVERGENCES = ('drift', 'distance')
+
+
+def make(*, spec, method, num_clients, max_examples, rep_dim, tau: float = 0.7,
+         divergence: str = 'drift') -> FederatedAlgorithm:
     """Builds FedEMA for one stage (needs a method with a target branch)."""
     del num_clients, max_examples, rep_dim
     if not method.has_target:
@@ -47,6 +59,9 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
                          f'target (byol or mocov3), not ssl.name={method.name}.')
     if not 0 < tau <= 1:
         raise ValueError(f'algorithms.fedema.tau must be in (0, 1], got {tau}.')
+    if divergence not in DIVERGENCES:
+        raise ValueError(f'algorithms.fedema.divergence={divergence!r}; choices: '
+                         f'{DIVERGENCES}.')
     copied = target_parts(spec, method)
     theta = tuple(p for p in copied if p in spec.exchanged)
 
@@ -55,11 +70,13 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
                 'target': select(params, copied),
                 'scale': jnp.zeros((), jnp.float32),
                 'mu': jnp.zeros((), jnp.float32),
+                'drift': jnp.zeros((), jnp.float32),
                 'rounds': jnp.zeros((), jnp.int32)}
 
     def client_init(sent, state, received):
         seen = state['rounds'] > 0
-        d = l2_distance(select(state['online'], theta), select(received, theta))
+        d = (state['drift'] if divergence == 'drift' else
+             l2_distance(select(state['online'], theta), select(received, theta)))
         calibrate = seen & (state['scale'] == 0) & (d > 0)
         scale = jnp.where(calibrate, tau / jnp.where(d > 0, d, 1.0), state['scale'])
         mu = jnp.where(seen, jnp.minimum(1.0, scale * d), 0.0)
@@ -73,7 +90,8 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
 
     def client_final(result):
         return {}, {'online': result.online, 'target': result.target,
-                    **result.start.notes, 'rounds': result.state['rounds'] + 1}
+                    **result.start.notes, 'drift': round_drift(result, method),
+                    'rounds': result.state['rounds'] + 1}
 
     return FederatedAlgorithm(
         name='fedema', init_server=no_extras, broadcast=no_extras,

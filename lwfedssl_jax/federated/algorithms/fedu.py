@@ -34,16 +34,9 @@ import jax
 import jax.numpy as jnp
 
 from lwfedssl_jax.federated.algorithms.base import (
-    ClientStart, FederatedAlgorithm, StepContext, encoder_weight_leaves,
-    no_extras, target_parts)
+    ClientStart, FederatedAlgorithm, StepContext, no_extras, round_drift,
+    target_parts)
 from lwfedssl_jax.utils.tree import select
-
-
-def mean_tensor_distance(a: list, b: list) -> jax.Array:
-    """(1/|C|) Σ_l ‖a_l − b_l‖₂ over paired tensors (0 if there are none)."""
-    if not a:
-        return jnp.zeros((), jnp.float32)
-    return sum(jnp.linalg.norm((x - y).ravel()) for x, y in zip(a, b)) / len(a)
 
 
 def make(*, spec, method, num_clients, max_examples, rep_dim, threshold: float = 1.0,
@@ -79,8 +72,7 @@ def make(*, spec, method, num_clients, max_examples, rep_dim, threshold: float =
         return ClientStart(online=online, target=target)
 
     def client_final(result):
-        d = mean_tensor_distance(encoder_weight_leaves(result.start.online, method),
-                                 encoder_weight_leaves(result.online, method))
+        d = round_drift(result, method)
         state = result.state
         return {}, {'online': result.online, 'target': result.target,
                     'divergence': d,
