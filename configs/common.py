@@ -11,26 +11,32 @@ import ml_collections
 from ml_collections import config_dict
 
 from lwfedssl_jax.data import augment
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """Parses 'a=1,b=x' into a ConfigDict typed like `defaults`.
 
-    Raises ValueError for keys not in `defaults` (listing the valid ones).
+    Raises ConfigError for keys not in `defaults` (listing the valid ones)
+    and for values of the wrong type.
     """
     out = ml_collections.ConfigDict(defaults)
     for item in filter(None, (arg or '').split(',')):
         key, sep, value = item.partition('=')
         if key not in defaults:
-            raise ValueError(f'Unknown config argument {key!r} in {arg!r}; '
-                             f'valid: {sorted(defaults)}.')
+            raise ConfigError(f':{key}', value, f'Unknown config argument in {arg!r}; '
+                              f'valid: {sorted(defaults)}.' + did_you_mean(key, defaults))
         default = defaults[key]
         if isinstance(default, bool):
             if value.lower() not in ('true', 'false', '1', '0', ''):
-                raise ValueError(f'Config argument {key} expects a bool, got {value!r}.')
+                raise ConfigError(f':{key}', value, 'expects a bool (true/false/1/0).')
             out[key] = value.lower() in ('true', '1', '') if sep else True
         else:
-            out[key] = type(default)(value)
+            try:
+                out[key] = type(default)(value)
+            except ValueError:
+                raise ConfigError(f':{key}', value,
+                                  f'expects {type(default).__name__}.') from None
     return out
 
 
@@ -72,7 +78,8 @@ def set_method(c: ml_collections.ConfigDict, name: str, **overrides) -> None:
     the keys that method has (others are skipped: e.g. a temperature
     override does not reach BYOL)."""
     if name not in SSL_DEFAULTS:
-        raise ValueError(f'Unknown method {name!r}; choices: {sorted(SSL_DEFAULTS)}.')
+        raise ConfigError(':method', name, f'unknown; choices: {sorted(SSL_DEFAULTS)}.'
+                          + did_you_mean(name, SSL_DEFAULTS))
     kwargs = dict(SSL_DEFAULTS[name])
     kwargs.update({k: v for k, v in overrides.items() if k in kwargs})
     c.ssl = ml_collections.ConfigDict({'name': name, 'kwargs': kwargs})
@@ -166,7 +173,7 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.accounting.outdir = 'runs/resources'   # where `resources` writes
 
     c.log = ml_collections.ConfigDict()
-    c.log.progress = True           # tqdm bar per stage, loss per round
+    c.log.progress = True           # a bar per stage on a terminal, else a line per round
     c.log.step_flops = 'every_stage'  # every_stage | last_stage | none: XLA
                                       # cost_analysis of one client step
     return c

@@ -25,6 +25,7 @@ for `data.public_base_epochs` epochs (federated/algorithms/fedca.py).
 """
 
 from configs import cifar10_vit_tiny, common, quickstart
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 METHODS = ('mocov3', 'byol', 'simclr')
 
@@ -52,9 +53,10 @@ PUBLIC_SIZE = {'quickstart': 64, 'paper': 1000, 'smoke': 16}
 def get_config(arg=None):
     a = common.parse_arg(arg, row='lw_mocov3', scale='quickstart')
     if a.row not in ROWS:
-        raise ValueError(f'Unknown row {a.row!r}; choices: {sorted(ROWS)}.')
+        raise ConfigError(':row', a.row, f'unknown; choices: {sorted(ROWS)}.'
+                          + did_you_mean(a.row, ROWS))
     if a.scale not in SCALES:
-        raise ValueError(f'Unknown scale {a.scale!r}; choices: {SCALES}.')
+        raise ConfigError(':scale', a.scale, f'unknown; choices: {SCALES}.')
     method, mode, algorithm, aggregator, centralized = ROWS[a.row]
     if a.scale == 'paper':
         c = cifar10_vit_tiny.get_config(f'method={method},mode={mode}')

@@ -18,6 +18,7 @@ from lwfedssl_jax.accounting import comm, flops
 from lwfedssl_jax.accounting.xla_cost import CompiledCost, abstract, compiled_cost
 from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated import aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData
@@ -66,28 +67,23 @@ def _kwargs_for(builder, kwargs: dict, key: str, choice: str) -> dict:
                 if p.kind == p.KEYWORD_ONLY and n not in algorithms.ENGINE_ARGS]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(
-            f'{key} has {unknown}, which {choice} does not take; it accepts '
-            f'{accepted}. Pick the method with the config variant (e.g. '
-            f'`configs/quickstart.py:method={choice}`), which sets its own defaults.')
+        raise ConfigError(
+            f'{key}.{unknown[0]}', kwargs[unknown[0]], f'{choice} does not take '
+            f'{unknown}; it accepts {accepted}.' + did_you_mean(unknown[0], accepted),
+            f'pick the method with the config variant (e.g. configs/quickstart.py:'
+            f'method={choice}), which sets its own defaults.')
     return dict(kwargs)
 
 
 # ---------------------------------------------------------------- Setup
 def build(config: ml_collections.ConfigDict) -> Setup:
-    """Validates the config and builds model, method, plan and augmentation."""
+    """Builds model, method, plan, augmentation, algorithm and server pieces.
+
+    Each piece checks its own keyword arguments (raising `ConfigError`); the
+    rest of the config is checked by `validation.check_config`, which calls
+    this function once without data.
+    """
     fl = config.fl
-    if fl.batch_size < 2:
-        raise ValueError(f'fl.batch_size={fl.batch_size}: contrastive losses need '
-                         'at least 2 examples per batch.')
-    if fl.local_epochs < 1:
-        raise ValueError(f'fl.local_epochs must be >= 1, got {fl.local_epochs}.')
-    if not 1 <= fl.clients_per_round <= fl.num_clients:
-        raise ValueError(f'fl.clients_per_round={fl.clients_per_round} must be in '
-                         f'[1, fl.num_clients={fl.num_clients}].')
-    if config.log.step_flops not in STEP_FLOPS_CHOICES:
-        raise ValueError(f'log.step_flops={config.log.step_flops!r}; choices: '
-                         f'{STEP_FLOPS_CHOICES}.')
     encoder = ViTEncoder(ViTConfig(**config.model))
     make_method = ssl.get(config.ssl.name)
     method = make_method(**_kwargs_for(make_method, config.ssl.kwargs.to_dict(),
@@ -96,11 +92,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         config.mode, depth=encoder.depth, blocks_per_stage=config.blocks_per_stage,
         total_rounds=fl.total_rounds, head_names=method.head_names,
         local_parts=tuple(fl.local_parts))
-    try:
-        augment_cfg = augment.AugmentConfig(**config.augment)
-    except TypeError as e:
-        raise ValueError(f'Bad config.augment: {e}; valid keys: '
-                         f'{augment.AugmentConfig._fields}.') from None
+    augment_cfg = augment.validate_config(augment.AugmentConfig(**config.augment))
     lr = config.optim.base_lr * fl.batch_size / 256
     make_algo = algorithms.get(fl.algorithm)
     algo_kwargs = _kwargs_for(
@@ -117,8 +109,10 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     # Built once now so that misuse (method, kwargs) fails before any work.
     uses_public = make_algorithm(plan[0], fl.num_clients, fl.batch_size).uses_public_data
     if uses_public and config.data.public_size < 1:
-        raise ValueError(f'fl.algorithm={fl.algorithm} needs a public set on the '
-                         'server: set data.public_size >= 1.')
+        raise ConfigError('data.public_size', config.data.public_size,
+                          f'fl.algorithm={fl.algorithm} needs a public set on the server.',
+                          'set --config.data.public_size=1000 (images held out of the '
+                          'training split).')
     s = config.server
     agg = aggregate.make_aggregator(
         s.aggregator, **(config.aggregators[s.aggregator].to_dict()
@@ -149,9 +143,9 @@ def load_data(config: ml_collections.ConfigDict):
         synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
     images, labels = dataset.train_images, dataset.train_labels
     if not 0 <= d.public_size < len(images) - config.fl.num_clients:
-        raise ValueError(f'data.public_size={d.public_size} must be in [0, '
-                         f'{len(images) - config.fl.num_clients}) for '
-                         f'{len(images)} training images and {config.fl.num_clients} clients.')
+        raise ConfigError('data.public_size', d.public_size, f'must be in [0, '
+                          f'{len(images) - config.fl.num_clients}) for {len(images)} '
+                          f'training images and {config.fl.num_clients} clients.')
     order = np.random.default_rng([d.partition_seed, 1]).permutation(len(images))
     public, rest = order[:d.public_size], np.sort(order[d.public_size:])
     fed = make_federated_data(
@@ -207,9 +201,6 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
     clients_update = client_lib.make_clients_update(
         local_train, fl.client_execution, fl.client_chunk)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
-    if mesh is not None and fl.clients_per_round % mesh.size:
-        raise ValueError(f'fl.clients_per_round={fl.clients_per_round} must be a '
-                         f'multiple of the {mesh.size} mesh devices (fl.mesh_devices).')
     return StageFns(local, algorithm, make_round_fn(
         clients_update, algorithm, setup.aggregator, setup.server_update, mesh))
 

@@ -33,6 +33,7 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
+from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.utils.tree import flatten_dict
 
 PARAMS, STATE, META = 'params', 'state', 'meta'
@@ -216,7 +217,7 @@ def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) 
       allow_safe_changes: accept differences limited to `SAFE_TO_CHANGE`.
 
     Raises:
-      ValueError: listing every differing key and the way out.
+      RunDirError: listing every differing key and the way out.
     """
     plain = lambda d: {k: tuple(v) if isinstance(v, list) else v   # JSON lists
                        for k, v in flatten_dict(d, sep='.').items()}
@@ -226,12 +227,12 @@ def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) 
     lines = [f'  {k}: saved {a.get(k, "<absent>")!r} -> requested {b.get(k, "<absent>")!r}'
              for k in diff]
     if unsafe:
-        raise ValueError(
+        raise RunDirError(
             'Cannot resume: the config differs from the saved run in keys that '
             'affect results:\n' + '\n'.join(lines) + '\nUse a new --workdir, or '
             'rerun with the saved config.json.')
     if diff and not allow_safe_changes:
-        raise ValueError(
+        raise RunDirError(
             'The config differs from the saved run only in safe keys:\n'
             + '\n'.join(lines) + '\nRerun with --config.checkpoint.allow_safe_changes=True '
             'to resume with them.')

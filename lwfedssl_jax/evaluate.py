@@ -1,4 +1,7 @@
-"""Evaluate any saved checkpoint: `python -m lwfedssl_jax.evaluate --workdir DIR [--step N]`.
+"""Evaluate any saved checkpoint of a run.
+
+    python -m lwfedssl_jax.evaluate --workdir runs/qs_lw
+    python -m lwfedssl_jax.evaluate --workdir runs/qs_lw --step 8
 
 Restores the encoder of step N (default: the latest readable checkpoint),
 runs the kNN monitor and the linear probe of the run's own config on its
@@ -8,9 +11,9 @@ dataset, prints the result and writes `<workdir>/eval_step<N>.json`.
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
-from lwfedssl_jax import builders, platform, run_dir, train
+from lwfedssl_jax import builders, cli, platform, run_dir, train
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 
 
@@ -28,7 +31,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
 
 
 def main(argv):
-    del argv
+    cli.no_positional_args(argv)
     platform.setup()
     result = evaluate_checkpoint(_WORKDIR.value, _STEP.value)
     print(json.dumps(result, indent=2))
@@ -44,4 +47,4 @@ def _define_flags():
 
 if __name__ == '__main__':
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,6 +1,7 @@
 """Export a checkpoint's encoder for downstream fine-tuning.
 
-    python -m lwfedssl_jax.export --workdir DIR [--step N] [--out encoder.npz]
+    python -m lwfedssl_jax.export --workdir runs/qs_lw
+    python -m lwfedssl_jax.export --workdir runs/qs_lw --step 8 --out encoder.npz
 
 Format (`lwfedssl_jax.encoder.v1`): one uncompressed `.npz` file readable by
 plain numpy (so PyTorch or any other framework can load it):
@@ -22,9 +23,9 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from lwfedssl_jax import platform, run_dir
+from lwfedssl_jax import cli, platform, run_dir, validation
 from lwfedssl_jax.models.vit import EMBED, NORM, ViTConfig, ViTEncoder
 from lwfedssl_jax.utils.tree import flatten_dict, unflatten_dict
 
@@ -34,6 +35,8 @@ _META = '__meta__'
 
 def export_checkpoint(workdir: str, step: int | None = None, out: str | None = None) -> str:
     """Writes the encoder of a checkpoint; returns the file path."""
+    if out is not None:
+        validation.check_output_file(out, '--out')
     config, setup, step, params, meta = run_dir.restore(workdir, step)
     num_blocks = setup.plan[meta['stage']].num_blocks
     parts = [p for p in setup.encoder.part_names() if p in params]
@@ -60,7 +63,7 @@ def load_encoder(path: str):
 
 
 def main(argv):
-    del argv
+    cli.no_positional_args(argv)
     platform.setup()
     path = export_checkpoint(_WORKDIR.value, _STEP.value, _OUT.value)
     print(f'Encoder written to {path}')
@@ -78,4 +81,4 @@ def _define_flags():
 
 if __name__ == '__main__':
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,21 +1,35 @@
-"""Entry point: `python -m lwfedssl_jax.main --config CFG.py[:args] --workdir DIR`.
+"""Train one federated SSL run.
 
-Single keys are overridden with `--config.fl.batch_size=64`; unknown keys are
-rejected (the config is locked). Kept short on purpose: all logic is in
-`train.run`.
+    python -m lwfedssl_jax.main --config configs/quickstart.py:mode=layerwise --workdir runs/qs_lw
+    python -m lwfedssl_jax.main --config configs/table2.py:row=fedema --workdir runs/t2_fedema
+    python -m lwfedssl_jax.main --config configs/cifar10_vit_tiny.py:mode=progressive \\
+        --config.data.data_dir=$HOME/tensorflow_datasets --workdir runs/c10_prog
+
+`--config FILE.py:arg=value,...` picks a config and its variant; any key is
+overridden with `--config.a.b=value` (every key and its default:
+configs/common.py). Rerunning the same command resumes from the last
+checkpoint. Outputs in the workdir: config.json, metrics.jsonl,
+summary.json, plots/*.png, tensorboard/ (`tensorboard --logdir WORKDIR`).
+Compare runs with `python -m lwfedssl_jax.compare DIR...`.
+
+A mistake in the config or flags is answered in one line, exit status 2,
+before any data is loaded or anything compiled (`--debug` shows the
+traceback).
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import platform, train
+from lwfedssl_jax import cli, platform, train, validation
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.no_positional_args(argv)
     platform.setup()
-    summary = train.run(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    validation.check_config(config)
+    validation.check_workdir(_WORKDIR.value)
+    summary = train.run(config, _WORKDIR.value)
     final = summary['final_eval']
     print(f'[lwfedssl] done in {summary["wall_time_s"]:.0f} s: '
           + ', '.join(f'{k}={v:.2f}' for k, v in final.items())
@@ -35,4 +49,4 @@ def _define_flags():
 
 if __name__ == '__main__':
     _define_flags()
-    app.run(main)
+    cli.run(main)

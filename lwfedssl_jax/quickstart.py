@@ -1,6 +1,8 @@
 """Quickstart: e2e vs layer-wise vs progressive federated MoCo v3, one table.
 
-    python -m lwfedssl_jax.quickstart [--workdir runs/quickstart] [--config.x=y]
+    python -m lwfedssl_jax.quickstart
+    python -m lwfedssl_jax.quickstart --config configs/quickstart.py:method=byol --workdir runs/qs_byol
+    python -m lwfedssl_jax.compare runs/quickstart/e2e runs/quickstart/layerwise runs/quickstart/progressive
 
 Trains the three modes of `configs/quickstart.py` (digits, bundled with
 scikit-learn: no download) one after the other and prints kNN and
@@ -12,10 +14,10 @@ FLOPs of one client step at the last stage, each with its ratio to e2e.
 import copy
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import platform, train
+from lwfedssl_jax import cli, platform, train, validation
 
 MODES = ('e2e', 'layerwise', 'progressive')
 
@@ -50,14 +52,25 @@ def format_table(summaries: dict) -> str:
     return head + '\n'.join(rows) + '\n'
 
 
-def main(argv):
-    del argv
-    platform.setup()
-    summaries = {}
+def mode_configs(config) -> dict:
+    """`{mode: config}` of the three runs (the random baseline only in the first)."""
+    configs = {}
     for i, mode in enumerate(MODES):
-        config = copy.deepcopy(_CONFIG.value)
-        config.mode = mode
-        config.eval.random_baseline = config.eval.random_baseline and i == 0
+        configs[mode] = copy.deepcopy(config)
+        configs[mode].mode = mode
+        configs[mode].eval.random_baseline = config.eval.random_baseline and i == 0
+    return configs
+
+
+def main(argv):
+    cli.no_positional_args(argv)
+    platform.setup()
+    configs = mode_configs(_CONFIG.value)
+    for config in configs.values():   # all three before the first trains
+        validation.check_config(config)
+    validation.check_workdir(_WORKDIR.value)
+    summaries = {}
+    for mode, config in configs.items():
         print(f'\n=== {mode} ===', flush=True)
         summary = train.run(config, os.path.join(_WORKDIR.value, mode))
         summary.pop('params')
@@ -68,6 +81,8 @@ def main(argv):
     total = sum(s['wall_time_s'] for s in summaries.values())
     print(f'\nQuickstart ({total:.0f} s of training + evaluation):\n\n{table}')
     print('Table written to', os.path.join(_WORKDIR.value, 'table.md'))
+    print('Curves side by side: python -m lwfedssl_jax.compare '
+          + ' '.join(os.path.join(_WORKDIR.value, m) for m in MODES))
 
 
 def _define_flags():
@@ -75,11 +90,11 @@ def _define_flags():
     module can be imported beside other entry points)."""
     global _CONFIG, _WORKDIR
     _CONFIG = config_flags.DEFINE_config_file(
-        'config', 'configs/quickstart.py', 'Config of the three runs.',
+        'config', None, 'Config of the three runs (default: configs/quickstart.py).',
         lock_config=True)
     _WORKDIR = flags.DEFINE_string('workdir', 'runs/quickstart', 'Output directory.')
 
 
 if __name__ == '__main__':
     _define_flags()
-    app.run(main)
+    cli.run(main, default_config='configs/quickstart.py')

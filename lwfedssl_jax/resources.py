@@ -1,7 +1,8 @@
 """The paper's resource tables without training (compile-only).
 
-    python -m lwfedssl_jax.resources --config configs/cifar10_vit_tiny.py
+    python -m lwfedssl_jax.resources
     python -m lwfedssl_jax.resources --config configs/cifar10_vit_tiny.py --config.blocks_per_stage=2
+    python -m lwfedssl_jax.resources --config configs/table2.py:row=fedema,scale=paper --modes e2e
 
 For e2e, layer-wise and progressive (and layer-wise with the worst-case
 download of Table 5) it prints, per client: peak memory of one compiled
@@ -23,11 +24,12 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import builders, platform, public_set, train
+from lwfedssl_jax import builders, cli, platform, public_set, train, validation
 from lwfedssl_jax.accounting.tally import ResourceTally
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.client import num_local_steps
 from lwfedssl_jax.utils.tree import select
 
@@ -38,8 +40,12 @@ def client_sizes(config) -> np.ndarray:
     """`[N]` examples per client: from the config, or the real partition."""
     n = config.accounting.examples_per_client
     if n > 0:
-        return np.full(config.fl.num_clients, n, np.int64)
-    return np.asarray(builders.load_data(config)[1].sizes)
+        sizes = np.full(config.fl.num_clients, n, np.int64)
+        validation.check_client_data(config, sizes)
+        return sizes
+    dataset, fed, _ = builders.load_data(config)
+    validation.check_client_data(config, fed.sizes, len(dataset.train_images))
+    return np.asarray(fed.sizes)
 
 
 def predict(config, sizes=None) -> dict:
@@ -54,6 +60,7 @@ def predict(config, sizes=None) -> dict:
       {'stages': per-stage rows, 'per_round': per-round figures,
        'resources': ResourceTally.summary(), 'max_step_memory_bytes'}.
     """
+    validation.check_config(config)
     setup = builders.build(config)
     sizes = client_sizes(config) if sizes is None else np.asarray(sizes)
     n_max, fl, img = int(sizes.max()), config.fl, config.model.image_size
@@ -157,18 +164,23 @@ def plot(reports: dict, outdir: str) -> list[str]:
 
 
 def main(argv):
-    del argv
+    cli.no_positional_args(argv)
     platform.setup()
     base = _CONFIG.value
     modes = _MODES.value
     if not modes or modes[0] != 'e2e' or set(modes) - set(MODES):
-        raise app.UsageError(f'--modes must start with e2e and be among {MODES}.')
+        raise ConfigError('--modes', ','.join(modes), f'must start with e2e and be among '
+                          f'{MODES}.', 'e.g. --modes=e2e,layerwise.')
+    configs = {}
+    for mode in modes:   # every mode checked before the first compiles
+        configs[mode] = copy.deepcopy(base)
+        configs[mode].mode = mode
+        configs[mode].log.step_flops = 'every_stage'
+        validation.check_config(configs[mode])
+    validation.check_workdir(base.accounting.outdir, 'accounting.outdir')
     sizes = client_sizes(base)
     reports = {}
-    for mode in modes:
-        config = copy.deepcopy(base)
-        config.mode = mode
-        config.log.step_flops = 'every_stage'
+    for mode, config in configs.items():
         print(f'[resources] {mode}: compiling {len(builders.build(config).plan)} '
               'client step(s)...', flush=True)
         reports[mode] = predict(config, sizes)
@@ -191,10 +203,11 @@ def _define_flags():
     module can be imported beside other entry points)."""
     global _CONFIG, _MODES
     _CONFIG = config_flags.DEFINE_config_file(
-        'config', 'configs/cifar10_vit_tiny.py', 'Config to account.', lock_config=True)
+        'config', None, 'Config to account (default: configs/cifar10_vit_tiny.py).',
+        lock_config=True)
     _MODES = flags.DEFINE_list('modes', list(MODES), 'Modes to report (e2e first).')
 
 
 if __name__ == '__main__':
     _define_flags()
-    app.run(main)
+    cli.run(main, default_config='configs/cifar10_vit_tiny.py')

@@ -9,18 +9,17 @@ import os
 
 import ml_collections
 import numpy as np
+from absl import logging
 
-from lwfedssl_jax import builders, train
+from lwfedssl_jax import builders, train, validation
 from lwfedssl_jax.checkpoints import RunCheckpoints
+from lwfedssl_jax.errors import ConfigError, RunDirError
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's config, as saved in `<workdir>/config.json`."""
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'{path} not found: is {workdir!r} a run directory '
-                                '(python -m lwfedssl_jax.main --workdir ...)?')
-    with open(path) as f:
+    validation.check_run_dir(workdir)
+    with open(os.path.join(workdir, 'config.json')) as f:
         return ml_collections.ConfigDict(json.load(f))
 
 
@@ -36,21 +35,28 @@ def restore(workdir: str, step: int | None = None):
       is the stage the parameters belong to.
     """
     config = load_config(workdir)
+    validation.check_config(config)
     setup = builders.build(config)
     ends = np.cumsum([s.rounds for s in setup.plan]).tolist()
-    ckpt = RunCheckpoints(workdir, keep=config.checkpoint.keep, stage_end_steps=ends,
-                          read_only=True)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)   # orbax warns that read-only is read-only
+    try:
+        ckpt = RunCheckpoints(workdir, keep=config.checkpoint.keep, stage_end_steps=ends,
+                              read_only=True)
+    finally:
+        logging.set_verbosity(verbosity)
     abstract = lambda meta: train.abstract_params(setup, config, meta['stage'])
     try:
         if step is None:
             found = ckpt.restore_latest(abstract)
             if found is None:
-                raise FileNotFoundError(f'No checkpoints in {ckpt.directory}.')
+                raise RunDirError(f'--workdir={workdir!r}: no checkpoints in '
+                                  f'{ckpt.directory} yet.')
             step, params, _, meta = found
         else:
             if step not in ckpt.all_steps():
-                raise ValueError(f'No checkpoint at step {step} in {ckpt.directory}; '
-                                 f'available: {ckpt.all_steps()}.')
+                raise ConfigError('--step', step, f'no checkpoint at that step in '
+                                  f'{ckpt.directory}; available: {ckpt.all_steps()}.')
             params, _, meta = ckpt.restore(step, abstract)
     finally:
         ckpt.close()

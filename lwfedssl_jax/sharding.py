@@ -9,6 +9,8 @@ cross-device reduction of FedAvg itself.
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from lwfedssl_jax.errors import ConfigError
+
 CLIENTS = 'clients'
 
 
@@ -24,8 +26,8 @@ def make_client_mesh(num_devices: int) -> jax.sharding.Mesh | None:
     available = jax.device_count()
     n = available if num_devices == -1 else num_devices
     if not 1 <= n <= available:
-        raise ValueError(f'fl.mesh_devices={num_devices}: {available} device(s) '
-                         'available (use -1 for all, 1 for none).')
+        raise ConfigError('fl.mesh_devices', num_devices, f'{available} device(s) '
+                          'available: use -1 for all, 1 for none, or a count up to that.')
     if n == 1:
         return None
     return jax.make_mesh((n,), (CLIENTS,), axis_types=(jax.sharding.AxisType.Auto,),

@@ -20,6 +20,7 @@ patch/class/position embedding belongs to group 0 (paper §1.4).
 
 import dataclasses
 
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.models.vit import EMBED, NORM, block_name
 
 MODES = ('e2e', 'layerwise', 'progressive')
@@ -87,12 +88,13 @@ def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
         that is not shared by every stage.
     """
     if mode not in MODES:
-        raise ValueError(f'Unknown mode {mode!r}; choices: {MODES}.')
+        raise ConfigError('mode', mode, f'unknown; choices: {MODES}.'
+                          + did_you_mean(mode, MODES))
     shared = (NORM,) + tuple(head_names)
     bad = [p for p in local_parts if p not in shared]
     if bad:
-        raise ValueError(f'fl.local_parts={tuple(local_parts)}: {bad} cannot stay '
-                         f'local; choose among the parts every stage trains: {shared}.')
+        raise ConfigError('fl.local_parts', tuple(local_parts), f'{bad} cannot stay '
+                          f'local; choose among the parts every stage trains: {shared}.')
     plan = _make_plan(mode, depth, blocks_per_stage, total_rounds, shared)
     return tuple(dataclasses.replace(
         s, exchanged=tuple(p for p in s.exchanged if p not in local_parts))
@@ -102,15 +104,17 @@ def make_stage_plan(mode: str, *, depth: int, blocks_per_stage: int,
 def _make_plan(mode, depth, blocks_per_stage, total_rounds, shared):
     """The plan with every trainable part exchanged."""
     if blocks_per_stage < 1 or depth % blocks_per_stage:
-        raise ValueError(
-            f'blocks_per_stage={blocks_per_stage} must divide model.depth='
-            f'{depth} (paper: 1, 2, 3, 4 or 6 for depth 12).')
+        raise ConfigError(
+            'blocks_per_stage', blocks_per_stage, f'must divide model.depth={depth} '
+            f'(paper: 1, 2, 3, 4 or 6 for depth 12); divisors of {depth}: '
+            f'{[d for d in range(1, depth + 1) if depth % d == 0]}.')
     num_stages = 1 if mode == 'e2e' else depth // blocks_per_stage
     if total_rounds < num_stages or total_rounds % num_stages:
-        raise ValueError(
-            f'fl.total_rounds={total_rounds} must be a positive multiple of the '
+        raise ConfigError(
+            'fl.total_rounds', total_rounds, f'must be a positive multiple of the '
             f'number of stages ({num_stages} for mode={mode}, depth={depth}, '
-            f'blocks_per_stage={blocks_per_stage}).')
+            f'blocks_per_stage={blocks_per_stage}).',
+            f'e.g. --config.fl.total_rounds={max(1, round(total_rounds / num_stages)) * num_stages}.')
     rounds = total_rounds // num_stages
     if mode == 'e2e':
         parts = (EMBED,) + tuple(block_name(i) for i in range(depth))

@@ -24,14 +24,15 @@ from typing import NamedTuple
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
-from lwfedssl_jax import builders, public_set
+from lwfedssl_jax import builders, plots, public_set, summaries, validation
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data.federated import FederatedData
+from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 from lwfedssl_jax.federated.sampling import sample_clients
+from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import select
 from lwfedssl_jax.writers import RunWriter
@@ -71,55 +72,72 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       final server parameters under 'params'.
     """
     t_start = time.time()
+    validation.check_config(config)
+    validation.check_workdir(workdir)
     setup = builders.build(config)
-    ckpt = _open_checkpoints(config, setup, workdir)
     dataset, fed, public_images = builders.load_data(config)
-    public = public_set.public_reference(setup, config, public_images)
-    state = _restore_or_start(setup, config, workdir, ckpt, fed)
-    writer = RunWriter(workdir)
-    writer.write_json('config.json', config.to_dict())
+    validation.check_client_data(config, fed.sizes, len(dataset.train_images))
+    ckpt = _open_checkpoints(config, setup, workdir)
+    writer = None
+    try:
+        public = public_set.public_reference(setup, config, public_images)
+        state = _restore_or_start(setup, config, workdir, ckpt, fed)
+        writer = RunWriter(workdir, resume_step=state.global_round)
+        writer.write_json('config.json', config.to_dict())
+        summary, params = _train(setup, config, dataset, fed, public, state, writer,
+                                 ckpt, on_stage_end, t_start)
+    finally:
+        if writer is not None:
+            writer.close()
+        if ckpt is not None:
+            ckpt.close()   # waits for in-flight asynchronous saves
+    paths = plots.plot_run(workdir)
+    print(f'[lwfedssl] plots: {", ".join(paths)}; TensorBoard: tensorboard --logdir '
+          f'{os.path.join(workdir, summaries.SUBDIR)}', flush=True)
+    return {**summary, 'params': params}
+
+
+def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_end,
+           t_start):
+    """The stages from `state` on, the final evaluation and the summary."""
     print(f'[lwfedssl] {config.mode}: {len(setup.plan)} stage(s) x '
           f'{setup.plan[0].rounds} rounds, {fed.num_clients} clients '
           f'(sizes {int(fed.sizes.min())}-{int(fed.sizes.max())}), '
           f'data {config.data.source} {dataset.train_images.shape}'
           + (f'; resumed after {state.global_round} rounds' if state.global_round else ''),
           flush=True)
-    try:
-        for spec in setup.plan[state.stage:]:
-            state = _run_stage(setup, spec, config, state, fed, public, writer,
-                               dataset, ckpt)
-            if on_stage_end is not None:
-                on_stage_end(spec, state.params)
-        params, stage_rows = state.params, state.stage_rows
-        final = evaluate_encoder(setup.encoder, params, setup.plan[-1].num_blocks,
-                                 dataset, **eval_kwargs(config))
-        writer.log(kind='final_eval', step=state.global_round, **final)
-        summary = {
-            'mode': config.mode, 'final_eval': final, 'stages': stage_rows,
-            'evals': [{'stage': r['stage'], **r['eval']} for r in stage_rows
-                      if 'eval' in r],
-            'fl_algorithm': config.fl.algorithm, 'ssl_method': config.ssl.name,
-            'resources': state.tally.summary(),
-            'max_client_state_bytes': max(r['client_state_bytes'] for r in stage_rows),
-            'max_trained_params_per_round': max(r['trained_params'] for r in stage_rows),
-            'max_exchanged_params_per_round': max(r['exchanged_params'] for r in stage_rows),
-            'last_stage_step_flops': stage_rows[-1].get('step_flops'),
-            'max_step_memory_bytes': max((r['step_memory_bytes'] for r in stage_rows
-                                          if 'step_memory_bytes' in r), default=None),
-        }
-        if config.eval.random_baseline:
-            rand = setup.encoder.init(rng.stream(config.seed, rng.RANDOM_BASELINE))
-            summary['random_encoder_eval'] = evaluate_encoder(
-                setup.encoder, rand, setup.encoder.depth, dataset,
-                **eval_kwargs(config))
-        summary['wall_time_s'] = time.time() - t_start
-        writer.write_json('summary.json', summary)
-        print(format_resources(summary), flush=True)
-    finally:
-        writer.close()
-        if ckpt is not None:
-            ckpt.close()   # waits for in-flight asynchronous saves
-    return {**summary, 'params': params}
+    for spec in setup.plan[state.stage:]:
+        state = _run_stage(setup, spec, config, state, fed, public, writer,
+                           dataset, ckpt)
+        if on_stage_end is not None:
+            on_stage_end(spec, state.params)
+    params, stage_rows = state.params, state.stage_rows
+    final = evaluate_encoder(setup.encoder, params, setup.plan[-1].num_blocks,
+                             dataset, **eval_kwargs(config))
+    writer.log(kind='final_eval', step=state.global_round, **final)
+    writer.tb.scalars(state.global_round, {f'final/{k}': v for k, v in final.items()})
+    summary = {
+        'mode': config.mode, 'final_eval': final, 'stages': stage_rows,
+        'evals': [{'stage': r['stage'], **r['eval']} for r in stage_rows
+                  if 'eval' in r],
+        'fl_algorithm': config.fl.algorithm, 'ssl_method': config.ssl.name,
+        'resources': state.tally.summary(),
+        'max_client_state_bytes': max(r['client_state_bytes'] for r in stage_rows),
+        'max_trained_params_per_round': max(r['trained_params'] for r in stage_rows),
+        'max_exchanged_params_per_round': max(r['exchanged_params'] for r in stage_rows),
+        'last_stage_step_flops': stage_rows[-1].get('step_flops'),
+        'max_step_memory_bytes': max((r['step_memory_bytes'] for r in stage_rows
+                                      if 'step_memory_bytes' in r), default=None),
+    }
+    if config.eval.random_baseline:
+        rand = setup.encoder.init(rng.stream(config.seed, rng.RANDOM_BASELINE))
+        summary['random_encoder_eval'] = evaluate_encoder(
+            setup.encoder, rand, setup.encoder.depth, dataset,
+            **eval_kwargs(config))
+    summary['wall_time_s'] = time.time() - t_start
+    writer.write_json('summary.json', summary)
+    print(format_resources(summary), flush=True)
+    return summary, params
 
 
 class RunState(NamedTuple):
@@ -176,8 +194,9 @@ def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
         return RunState({}, None, 0, 0, 0, ResourceTally(), [])
     step, params, round_state, meta = restored
     if meta['client_sizes'] != np.asarray(fed.sizes).tolist():
-        raise ValueError('Cannot resume: the client partition differs from the '
-                         "checkpoint's (data or partition settings changed).")
+        raise RunDirError(f'Cannot resume in {workdir}: the client partition differs '
+                          "from the checkpoint's (data or partition settings changed); "
+                          'use a new --workdir.')
     stage, next_round = meta['stage'], meta['next_round']
     if next_round == setup.plan[stage].rounds:        # a stage-end checkpoint
         stage, next_round, round_state = stage + 1, 0, None
@@ -229,10 +248,14 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         tally.add_stage(row)
     sizes = np.asarray(fed.sizes)
     sent = jax.eval_shape(fns.round_fn.sent, round_state.server)   # fixed per stage
-    bar = tqdm(range(first, spec.rounds), initial=first, total=spec.rounds,
-               desc=f'stage {spec.index + 1}/{len(setup.plan)}',
-               disable=not config.log.progress, leave=True, dynamic_ncols=True)
-    for r in bar:
+    if first == 0:   # what a client trains on, at the stage's first round
+        shown = np.asarray(fed.images[0][:min(8, int(sizes[0]))])
+        grid = summaries.views_grid(shown, rng.fold(rng.stream(
+            config.seed, rng.SUMMARY_VIEWS), spec.index), setup.augment_cfg)
+        writer.tb.image(f'augment/stage_{spec.index + 1}', global_round + 1, grid)
+    progress = RoundProgress(spec.index, len(setup.plan), first, spec.rounds,
+                             config.log.progress)
+    for r in range(first, spec.rounds):
         t0 = time.time()
         selected = round_clients(config, spec.index, r, fed.num_clients)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
@@ -252,18 +275,22 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
         used = tally.add_round(frozen, sent, one_upload, row, steps)
         global_round += 1
-        loss = float(np.average(losses, weights=sizes[ids]))
+        loss, round_time = float(np.average(losses, weights=sizes[ids])), time.time() - t0
+        cumulative = tally.summary()
         writer.log(kind='round', step=global_round, stage=spec.index, round=r,
                    global_round=global_round - 1, loss=loss, client_loss=losses,
-                   clients=ids, client_steps=steps, round_time_s=time.time() - t0,
+                   clients=ids, client_steps=steps, round_time_s=round_time,
                    **{f'{k}_per_client': v for k, v in used.items()},
-                   cumulative=tally.summary())
-        bar.set_postfix(loss=f'{loss:.4f}')
+                   cumulative=cumulative)
+        writer.tb.scalars(global_round, summaries.round_scalars(loss, used, cumulative,
+                                                                round_time))
+        progress.update(r, loss, round_time, used['bytes_down'] + used['bytes_up'])
         if (ckpt is not None and r + 1 < spec.rounds
                 and global_round % config.checkpoint.every_rounds == 0):
             _save(ckpt, RunState({**params, **round_state.server.params}, round_state,
                                  spec.index, r + 1, global_round, tally,
                                  state.stage_rows), fed)
+    progress.close()
     if jax.devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.
         row['device_peak_bytes_in_use'] = jax.devices()[0].memory_stats().get(
@@ -274,6 +301,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         row['eval'] = evaluate_encoder(setup.encoder, params, spec.num_blocks,
                                        dataset, **eval_kwargs(config))
         writer.log(kind='stage_eval', step=global_round, stage=spec.index, **row['eval'])
+        writer.tb.scalars(global_round, {f'eval/{k}': v for k, v in row['eval'].items()})
         print(f'[lwfedssl] stage {spec.index + 1} eval: '
               + ', '.join(f'{k}={v:.2f}' for k, v in row['eval'].items()),
               flush=True)

@@ -1,9 +1,12 @@
-"""Run outputs in the workdir: config.json, metrics.jsonl, summary.json."""
+"""Run outputs in the workdir: config.json, metrics.jsonl, summary.json, and
+the TensorBoard events (`summaries.py`)."""
 
 import json
 import os
 
 import numpy as np
+
+from lwfedssl_jax.summaries import TensorBoard
 
 
 def _plain(x):
@@ -19,12 +22,19 @@ def _plain(x):
 
 class RunWriter:
     """Appends one JSON object per line to `metrics.jsonl`; flushes each write
-    so that a crash loses nothing already logged."""
+    so that a crash loses nothing already logged. `tb` writes the same run's
+    TensorBoard events.
 
-    def __init__(self, workdir: str):
+    Args:
+      workdir: the run directory (created if needed).
+      resume_step: the checkpoint step a resumed run starts from (0 = fresh).
+    """
+
+    def __init__(self, workdir: str, resume_step: int = 0):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self._metrics = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+        self.tb = TensorBoard(workdir, resume_step)
 
     def write_json(self, name: str, obj) -> str:
         path = os.path.join(self.workdir, name)
@@ -59,3 +69,4 @@ class RunWriter:
 
     def close(self) -> None:
         self._metrics.close()
+        self.tb.close()

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+import tb_events   # noqa: E402  (tests/tb_events.py)
 from configs import quickstart, table2
 from lwfedssl_jax import builders, evaluate, export, run_dir, train
 from lwfedssl_jax.checkpoints import UnreadableCheckpoints
@@ -51,6 +52,13 @@ def assert_same_run(workdir, reference):
     summary = json.load(open(os.path.join(workdir, 'summary.json')))
     assert summary['final_eval'] == ref_summary['final_eval']
     assert summary['resources'] == ref_summary['resources']
+    # TensorBoard, with the events after the checkpoint purged, shows the same
+    # curves (round times aside) and one views image per stage.
+    scalars, images = tb_events.read(workdir)
+    ref_scalars, ref_images = tb_events.read(ref_dir)
+    scalars.pop('time/round_s'), ref_scalars.pop('time/round_s')
+    assert scalars == ref_scalars
+    assert images == ref_images and len(images) == len(ref_summary['stages'])
 
 
 @pytest.fixture(scope='module')

@@ -56,7 +56,7 @@ def test_paper_table3_rounds_per_stage():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(mode='lw'), 'Unknown mode'),
+    (dict(mode='lw'), r"mode='lw': unknown; choices"),
     (dict(mode='layerwise', bps=5, depth=12), 'must divide model.depth'),
     (dict(mode='layerwise', rounds=6, depth=4), 'multiple of the number of stages'),
 ])

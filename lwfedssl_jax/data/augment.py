@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwfedssl_jax.errors import ConfigError
+
+
 # ImageNet statistics, as in MoCo v3: fixed and dataset-independent, so every
 # source is normalised alike and `to_float` needs no per-dataset state.
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -128,6 +131,31 @@ def _normalise(x: jax.Array) -> jax.Array:
     return (x - MEAN) / STD
 
 
+def validate_config(cfg: AugmentConfig) -> AugmentConfig:
+    """Raises `ConfigError` (key `augment.<field>`) for impossible settings."""
+    def refuse(name, problem):
+        raise ConfigError(f'augment.{name}', getattr(cfg, name), problem)
+
+    for name, upper in (('crop_scale', 1.0), ('crop_ratio', math.inf),
+                        ('blur_sigma', math.inf)):
+        lo, hi = getattr(cfg, name)
+        if not 0 < lo <= hi <= upper:
+            refuse(name, 'must be a pair (lo, hi) with 0 < lo <= hi'
+                   + (' <= 1.' if upper == 1.0 else '.'))
+    for name in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
+                 'solarize_prob'):
+        probs = getattr(cfg, name)
+        if not all(0 <= p <= 1 for p in np.atleast_1d(probs)):
+            refuse(name, 'probabilities must be in [0, 1].')
+    for name in ('rotation_deg', 'brightness', 'contrast', 'saturation', 'hue',
+                 'noise_std'):
+        if getattr(cfg, name) < 0:
+            refuse(name, 'must be >= 0.')
+    if cfg.blur_ref_size < 1:
+        refuse('blur_ref_size', 'must be >= 1 (pixels).')
+    return cfg
+
+
 def _check(cfg: AugmentConfig, images: jax.Array, view: int) -> None:
     """Trace-time validation (plain Python; costs nothing at run time)."""
     if view not in (0, 1):
@@ -135,30 +163,11 @@ def _check(cfg: AugmentConfig, images: jax.Array, view: int) -> None:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != jnp.uint8:
         raise ValueError('augment_view expects [B, H, W, 3] uint8 images, got '
                          f'shape {images.shape} dtype {images.dtype}.')
-    lo, hi = cfg.crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise ValueError(f'crop_scale must satisfy 0 < lo <= hi <= 1, got '
-                         f'{cfg.crop_scale}.')
-    if not 0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1]:
-        raise ValueError(f'crop_ratio must satisfy 0 < lo <= hi, got '
-                         f'{cfg.crop_ratio}.')
-    if not 0 < cfg.blur_sigma[0] <= cfg.blur_sigma[1]:
-        raise ValueError(f'blur_sigma must satisfy 0 < lo <= hi, got '
-                         f'{cfg.blur_sigma}.')
-    probs = dict(flip_prob=cfg.flip_prob, jitter_prob=cfg.jitter_prob,
-                 grayscale_prob=cfg.grayscale_prob,
-                 blur_prob=cfg.blur_prob[view],
-                 solarize_prob=cfg.solarize_prob[view])
-    for name, p in probs.items():
-        if not 0 <= p <= 1:
-            raise ValueError(f'{name} must be in [0, 1], got {p}.')
-    for name in ('rotation_deg', 'brightness', 'contrast', 'saturation', 'hue',
-                 'noise_std'):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f'{name} must be >= 0, got {getattr(cfg, name)}.')
+    validate_config(cfg)
     if cfg.blur_prob[view] > 0 and min(images.shape[1:3]) < 2:
-        raise ValueError('gaussian blur needs images of at least 2x2 pixels; '
-                         f'got {images.shape[1:3]}. Set blur_prob to 0.')
+        raise ConfigError('augment.blur_prob', cfg.blur_prob,
+                          f'gaussian blur needs images of at least 2x2 pixels; got '
+                          f'{images.shape[1:3]}.', 'set augment.blur_prob to (0, 0).')
 
 
 def _geometry(key: jax.Array, x: jax.Array, cfg: AugmentConfig) -> jax.Array:

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
                                        _to_rgb)
+from lwfedssl_jax.errors import ConfigError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
@@ -63,17 +64,17 @@ def _decode(classes: dict[str, list[Path]], names: list[str], size: int,
 
 def _load_folder(req: _Request) -> ImageDataset:
     if not req.arg:
-        raise ValueError('folder source needs a path, e.g. '
-                         "'folder:/data/cifar10'.")
+        raise ConfigError('data.source', req.source, 'the folder source needs a path, '
+                          "e.g. 'folder:/data/cifar10'.")
     root = Path(req.arg).expanduser()
     layout = f'{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg'
     if not root.is_dir():
-        raise FileNotFoundError(f'folder source: {root} is not a directory. '
-                                f'Expected {layout}.')
+        raise ConfigError('data.source', req.source, f'{root} is not a directory; '
+                          f'expected {layout}.')
     for split in ('train', 'test'):
         if not (root / split).is_dir():
-            raise FileNotFoundError(
-                f'folder source: {root / split} is missing. Expected '
+            raise ConfigError(
+                'data.source', req.source, f'{root / split} is missing; expected '
                 f'{layout}; if the data sits one level deeper, point '
                 'folder: at the directory that contains train/ and test/.')
     scans = {split: _scan(root / split) for split in ('train', 'test')}

@@ -16,6 +16,9 @@ from typing import Callable
 
 import numpy as np
 
+from lwfedssl_jax.errors import ConfigError
+
+
 # Dirichlet draws that leave a client below `min_size` are redrawn; this bounds
 # the loop so an impossible request (tiny alpha, many clients) fails clearly.
 MAX_DIRICHLET_TRIES = 1000
@@ -45,8 +48,8 @@ def _dirichlet(labels: np.ndarray, num_clients: int, rng: np.random.Generator,
         merged = [np.concatenate(p) for p in parts]
         if min(len(p) for p in merged) >= min_size:
             return merged
-    raise ValueError(
-        f'dirichlet partition: no draw in {MAX_DIRICHLET_TRIES} tries gave '
+    raise ConfigError(
+        'data.dirichlet_alpha', alpha, f'no draw in {MAX_DIRICHLET_TRIES} tries gave '
         f'every one of {num_clients} clients at least min_size={min_size} '
         f'examples (alpha={alpha}, {len(labels)} examples). Increase alpha, '
         'or lower num_clients or min_size.')
@@ -92,17 +95,17 @@ def partition_indices(labels: np.ndarray, num_clients: int, *,
         raise ValueError(f'labels must be 1-D [N], got shape {labels.shape}.')
     n = len(labels)
     if kind not in PARTITIONERS:
-        raise ValueError(f'Unknown partition kind {kind!r}; choose one of '
-                         f'{sorted(PARTITIONERS)}.')
+        raise ConfigError('data.partition', kind, f'unknown; choose one of '
+                          f'{sorted(PARTITIONERS)}.')
     if num_clients < 1:
-        raise ValueError(f'num_clients must be >= 1, got {num_clients}.')
+        raise ConfigError('fl.num_clients', num_clients, 'must be >= 1.')
     if num_clients > n:
-        raise ValueError(f'num_clients={num_clients} exceeds the number of '
-                         f'examples ({n}); every client needs data. Use fewer '
-                         'clients or more data.')
+        raise ConfigError('fl.num_clients', num_clients, f'exceeds the number of '
+                          f'examples ({n}); every client needs data.',
+                          'use fewer clients or more data.')
     if not alpha > 0:
-        raise ValueError(f'alpha must be > 0 (Dirichlet concentration), got '
-                         f'{alpha}.')
+        raise ConfigError('data.dirichlet_alpha', alpha, 'must be > 0 (Dirichlet '
+                          'concentration).')
     if min_size < 0 or min_size * num_clients > n:
         raise ValueError(f'min_size={min_size} is impossible for '
                          f'{num_clients} clients and {n} examples; need '

@@ -28,6 +28,7 @@ from lwfedssl_jax.data.dataset import (  # noqa: F401
 from lwfedssl_jax.data.folder_source import (  # noqa: F401
     IMAGE_SUFFIXES, _load_folder)
 from lwfedssl_jax.data.tfds_source import _load_tfds
+from lwfedssl_jax.errors import ConfigError
 
 # --- digits ------------------------------------------------------------------
 
@@ -63,8 +64,8 @@ def _load_synthetic(req: _Request) -> ImageDataset:
     """Class c: own mean colour + a grating at angle c * 18 deg + noise."""
     n_train, n_test = req.synthetic_sizes
     if n_train < 1 or n_test < 1:
-        raise ValueError(f'synthetic_sizes must be positive, got '
-                         f'{req.synthetic_sizes}.')
+        raise ConfigError('data.synthetic_train/test', req.synthetic_sizes,
+                          'both must be >= 1.')
     rng = np.random.default_rng(req.seed)
     num_classes, s = 10, req.image_size
     colours = rng.uniform(0.2, 0.8, (num_classes, 1, 1, 3))
@@ -92,6 +93,8 @@ SOURCES: dict[str, Callable[[_Request], ImageDataset]] = {
     'synthetic': _load_synthetic,
 }
 _NO_ARG = ('digits', 'synthetic')
+ALLOWED_SOURCES = "'digits', 'synthetic', 'tfds:<name>' (e.g. 'tfds:cifar10') or 'folder:<path>'"
+
 
 
 def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
@@ -117,20 +120,20 @@ def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
         An ``ImageDataset``.
 
     Raises:
-        ValueError: unknown source kind, bad argument, unprepared tfds data,
-            or inconsistent folder classes.
-        FileNotFoundError: missing ``folder:`` directories.
+        ConfigError: unknown source kind, bad argument, unknown or
+            unprepared tfds data, missing ``folder:`` directories.
+        ValueError: inconsistent folder classes.
     """
     kind, _, arg = source.partition(':')
     if kind not in SOURCES:
-        raise ValueError(f'Unknown data source {source!r}; choose one of '
-                         "'digits', 'synthetic', 'tfds:<name>', "
-                         "'folder:<path>'.")
+        raise ConfigError('data.source', source, 'unknown source kind; allowed: '
+                          f'{ALLOWED_SOURCES}.', f'for a TFDS dataset write tfds:{source}.'
+                          if ':' not in source else None)
     if kind in _NO_ARG and arg:
-        raise ValueError(f'Source {kind!r} takes no argument, got {source!r}.')
+        raise ConfigError('data.source', source, f'source {kind!r} takes no argument.',
+                          f'write {kind!r}.')
     if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f'image_size must be a positive int, got '
-                         f'{image_size!r}.')
+        raise ConfigError('model.image_size', image_size, 'must be a positive int.')
     req = _Request(source, arg, int(image_size), data_dir or None, download,
                    cache_dir, tuple(synthetic_sizes), seed)
     return SOURCES[kind](req)

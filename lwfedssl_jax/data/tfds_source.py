@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
                                        _to_rgb)
+from lwfedssl_jax.errors import ConfigError
 
 
 def _tfds_split(builder, split: str,
@@ -64,18 +65,19 @@ def _load_tfds(req: _Request) -> ImageDataset:
 
     name = req.arg
     if not name:
-        raise ValueError("tfds source needs a name, e.g. 'tfds:cifar10'.")
+        raise ConfigError('data.source', req.source,
+                          "the tfds source needs a name, e.g. 'tfds:cifar10'.")
     try:
         builder = tfds.builder(name, data_dir=req.data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise ValueError(f'Unknown tfds dataset {name!r}: '
-                         f'{str(e).splitlines()[0]}') from None
+        raise ConfigError('data.source', req.source, f'unknown tfds dataset {name!r}: '
+                          f'{str(e).splitlines()[0]}') from None
     # Check before anything else: an unprepared offline load would otherwise
     # retry the download for minutes (environment-notes §1).
     if not builder.is_prepared():
         if not req.download:
             where = req.data_dir or '$TFDS_DATA_DIR or ~/tensorflow_datasets'
-            raise ValueError(_NOT_PREPARED.format(
+            raise ConfigError('data.source', req.source, _NOT_PREPARED.format(
                 name=name, where=where, path=builder.data_path))
         builder = tfds.builder(name, data_dir=req.data_dir,
                                file_format='array_record')

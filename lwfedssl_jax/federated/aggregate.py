@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from lwfedssl_jax import sharding
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 _HIGHEST = jax.lax.Precision.HIGHEST   # no TF32/bf16 passes in the reductions
 
@@ -133,7 +134,7 @@ def make_ldawa(warmup_rounds: int = 1) -> Aggregator:
       warmup_rounds: FedAvg rounds at the start of each stage (>= 0).
     """
     if warmup_rounds < 0:
-        raise ValueError(f'aggregators.ldawa.warmup_rounds={warmup_rounds} must be >= 0.')
+        raise ConfigError('aggregators.ldawa.warmup_rounds', warmup_rounds, 'must be >= 0.')
 
     def aggregate(global_params, stacked, weights, round_in_stage):
         mask = (weights > 0).astype(jnp.float32)
@@ -153,8 +154,8 @@ AGGREGATORS = {'fedavg': make_fedavg, 'ldawa': make_ldawa}
 def make_aggregator(name: str, **kwargs) -> Aggregator:
     """The registered aggregator `name` built with its keyword arguments."""
     if name not in AGGREGATORS:
-        raise ValueError(f'server.aggregator={name!r} is unknown; choose one of '
-                         f'{sorted(AGGREGATORS)}.')
+        raise ConfigError('server.aggregator', name, f'unknown; choose one of '
+                          f'{sorted(AGGREGATORS)}.' + did_you_mean(name, AGGREGATORS))
     return AGGREGATORS[name](**kwargs)
 
 
@@ -192,12 +193,12 @@ def make_server_update(optimizer: str, *, learning_rate: float = 1.0,
       b1, b2, eps: Adam's moment decays and denominator constant.
     """
     if optimizer not in SERVER_OPTIMIZERS:
-        raise ValueError(f'server.optimizer={optimizer!r} is unknown; choose one '
-                         f'of {list(SERVER_OPTIMIZERS)}.')
+        raise ConfigError('server.optimizer', optimizer, f'unknown; choose one of '
+                          f'{list(SERVER_OPTIMIZERS)}.' + did_you_mean(optimizer, SERVER_OPTIMIZERS))
     if not learning_rate > 0:
-        raise ValueError(f'server.learning_rate={learning_rate} must be > 0.')
+        raise ConfigError('server.learning_rate', learning_rate, 'must be > 0.')
     if not 0 <= momentum < 1:
-        raise ValueError(f'server.momentum={momentum} must be in [0, 1).')
+        raise ConfigError('server.momentum', momentum, 'must be in [0, 1).')
     if optimizer == 'none':
         return ServerUpdate(lambda params: (),
                             lambda global_params, aggregated, state: (aggregated, state))

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from lwfedssl_jax.data import augment
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, StepContext, TermInputs, Upload, target_parts)
 from lwfedssl_jax.models.vit import ViTEncoder
@@ -262,11 +263,11 @@ def make_clients_update(local_train: Callable, execution: str = 'vmap',
       chunk: clients per vmapped chunk for 'chunked' (>= 1).
     """
     if execution not in EXECUTIONS:
-        raise ValueError(f'Unknown fl.client_execution {execution!r}; '
-                         f'choices: {EXECUTIONS}.')
+        raise ConfigError('fl.client_execution', execution, f'unknown; choices: '
+                          f'{EXECUTIONS}.')
     if execution == 'chunked' and chunk < 1:
-        raise ValueError('fl.client_execution=chunked needs fl.client_chunk >= 1 '
-                         f'(got {chunk}).')
+        raise ConfigError('fl.client_chunk', chunk, 'fl.client_execution=chunked '
+                          'needs fl.client_chunk >= 1.')
 
     def clients_update(frozen, sent, states, images, sizes, keys, round_index,
                        public):

@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lwfedssl_jax.errors import ConfigError
+
 EMBED = 'embed'
 NORM = 'norm'
 
@@ -51,21 +53,18 @@ class ViTConfig(NamedTuple):
         return (self.image_size // self.patch_size) ** 2 + 1
 
     def validate(self) -> 'ViTConfig':
-        """Raises ValueError for impossible shapes; returns self."""
-        if self.image_size % self.patch_size:
-            raise ValueError(
-                f'model.image_size={self.image_size} is not divisible by '
-                f'model.patch_size={self.patch_size}; pick a patch size that '
-                'tiles the image (e.g. 4 for 32x32).')
-        if self.width % self.num_heads:
-            raise ValueError(
-                f'model.width={self.width} is not divisible by '
-                f'model.num_heads={self.num_heads}.')
+        """Raises `ConfigError` for impossible shapes; returns self."""
         for field in ('image_size', 'patch_size', 'width', 'depth',
                       'num_heads', 'mlp_dim'):
             if getattr(self, field) < 1:
-                raise ValueError(f'model.{field} must be >= 1, got '
-                                 f'{getattr(self, field)}.')
+                raise ConfigError(f'model.{field}', getattr(self, field), 'must be >= 1.')
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                'model.patch_size', self.patch_size, f'must divide model.image_size='
+                f'{self.image_size} (patches tile the image).', 'e.g. 4 for 32x32 images.')
+        if self.width % self.num_heads:
+            raise ConfigError('model.num_heads', self.num_heads,
+                              f'must divide model.width={self.width}.')
         return self
 
 

@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import jax
 
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.models import heads
 
 # encode_fn(params, h) -> [B, D]: runs the *trainable* encoder segment on the
@@ -91,9 +92,19 @@ class OnlineHeads(NamedTuple):
     query_fn: Callable
 
 
+def check_head_sizes(**sizes: int) -> None:
+    """Refuses head widths and depths that are not ints >= 1 (keys are the
+    method's `ssl.kwargs`)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f'ssl.kwargs.{name}', value, 'must be an int >= 1.')
+
+
 def make_online_heads(*, proj_hidden: int, proj_dim: int, proj_layers: int,
                       pred_hidden: int, pred_layers: int) -> OnlineHeads:
     """The MoCo v3 / BYOL heads (models/heads.py) as pure functions."""
+    check_head_sizes(proj_hidden=proj_hidden, proj_dim=proj_dim, proj_layers=proj_layers,
+                     pred_hidden=pred_hidden, pred_layers=pred_layers)
     projector = heads.make_projector(proj_hidden, proj_dim, proj_layers)
     predictor = heads.make_predictor(pred_hidden, proj_dim, pred_layers)
 

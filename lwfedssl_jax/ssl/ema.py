@@ -11,6 +11,8 @@ can be traced inside the jitted client step.
 import jax
 import jax.numpy as jnp
 
+from lwfedssl_jax.errors import ConfigError
+
 MOMENTUM_SCHEDULES = ('constant', 'cosine')
 
 
@@ -38,10 +40,10 @@ def make_momentum_fn(base: float, schedule: str = 'constant'):
       ValueError: base out of range or unknown schedule.
     """
     if not 0.0 <= base < 1.0:
-        raise ValueError(f'ssl.kwargs.momentum must be in [0, 1), got {base}.')
+        raise ConfigError('ssl.kwargs.momentum', base, 'must be in [0, 1).')
     if schedule not in MOMENTUM_SCHEDULES:
-        raise ValueError(f'Unknown ssl.kwargs.momentum_schedule {schedule!r}; '
-                         f'choices: {MOMENTUM_SCHEDULES}.')
+        raise ConfigError('ssl.kwargs.momentum_schedule', schedule,
+                          f'unknown; choices: {MOMENTUM_SCHEDULES}.')
     if schedule == 'constant':
         return lambda progress: jnp.asarray(base, jnp.float32)
     return lambda progress: 1.0 - (1.0 - base) * (

@@ -5,6 +5,7 @@
 
 import jax
 
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.ssl import ema, losses
 from lwfedssl_jax.ssl.base import PREDICTOR, PROJECTOR, SSLMethod, make_online_heads
 
@@ -26,7 +27,7 @@ def make(*, temperature: float = 0.05, momentum: float = 0.99,
         the paper's equation has no such factor (default False).
     """
     if temperature <= 0:
-        raise ValueError(f'ssl.kwargs.temperature must be > 0, got {temperature}.')
+        raise ConfigError('ssl.kwargs.temperature', temperature, 'must be > 0.')
     momentum_fn = ema.make_momentum_fn(momentum, momentum_schedule)
     h = make_online_heads(proj_hidden=proj_hidden, proj_dim=proj_dim,
                           proj_layers=proj_layers, pred_hidden=pred_hidden,

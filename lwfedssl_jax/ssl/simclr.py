@@ -11,9 +11,10 @@ A step costs two samples in the paper's GFLOPs convention (§7.1).
 
 import jax
 
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.models import heads
 from lwfedssl_jax.ssl import losses
-from lwfedssl_jax.ssl.base import SSLMethod
+from lwfedssl_jax.ssl.base import SSLMethod, check_head_sizes
 
 PROJECTOR = 'projector'
 
@@ -32,7 +33,8 @@ def make(*, temperature: float = 0.5, proj_hidden: int = 512,
       ValueError: temperature <= 0.
     """
     if temperature <= 0:
-        raise ValueError(f'ssl.kwargs.temperature must be > 0, got {temperature}.')
+        raise ConfigError('ssl.kwargs.temperature', temperature, 'must be > 0.')
+    check_head_sizes(proj_hidden=proj_hidden, proj_dim=proj_dim, proj_layers=proj_layers)
     projector = heads.make_projector(proj_hidden, proj_dim, proj_layers)
 
     def init_heads(key, feature_dim):

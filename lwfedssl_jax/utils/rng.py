@@ -13,6 +13,7 @@ SAMPLING = 2
 EVAL = 3
 RANDOM_BASELINE = 4
 PUBLIC_BASE = 5
+SUMMARY_VIEWS = 6   # the augmented views shown in TensorBoard
 
 
 def stream(seed: int, tag: int) -> jax.Array:

@@ -205,7 +205,7 @@ def test_digits_config_runs_in_range():
     (dict(cfg=OFF._replace(grayscale_prob=1.5)), 'grayscale_prob'),
     (dict(cfg=OFF._replace(crop_scale=(0.0, 1.0))), 'crop_scale'),
     (dict(cfg=OFF._replace(blur_sigma=(2.0, 1.0))), 'blur_sigma'),
-    (dict(cfg=OFF._replace(hue=-0.1)), 'hue must be >= 0'),
+    (dict(cfg=OFF._replace(hue=-0.1)), r'augment.hue=-0.1: must be >= 0'),
 ])
 def test_errors(kwargs, match):
     args = dict(key=KEY, images=IMAGES, cfg=OFF, view=0) | kwargs

@@ -106,10 +106,10 @@ def test_dirichlet_impossible_min_size_raises():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(num_clients=0), 'num_clients must be >= 1'),
+    (dict(num_clients=0), r'fl.num_clients=0: must be >= 1'),
     (dict(num_clients=2001), 'exceeds the number of examples'),
-    (dict(num_clients=2, kind='dirichlet', alpha=0.0), 'alpha must be > 0'),
-    (dict(num_clients=2, alpha=-1.0), 'alpha must be > 0'),
+    (dict(num_clients=2, kind='dirichlet', alpha=0.0), r'data.dirichlet_alpha=0.0: must be > 0'),
+    (dict(num_clients=2, alpha=-1.0), r'data.dirichlet_alpha=-1.0: must be > 0'),
     (dict(num_clients=2, kind='pathological'), "'dirichlet', 'uniform'"),
     (dict(num_clients=10, min_size=201), 'min_size=201 is impossible'),
 ])

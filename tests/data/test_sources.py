@@ -14,6 +14,7 @@ from PIL import Image
 
 from lwfedssl_jax.data import folder_source
 from lwfedssl_jax.data.sources import ImageDataset, load_dataset
+from lwfedssl_jax.errors import ConfigError
 
 CIFAR_ARCHIVE = (Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
                  / 'cifar10-jpeg.tar.gz')
@@ -218,10 +219,10 @@ def test_folder_custom_cache_dir(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='is not a directory'):
+    with pytest.raises(ConfigError, match='is not a directory'):
         load_dataset(f'folder:{tmp_path / "nope"}', image_size=8)
     _write(tmp_path / 'train' / 'a' / 'x.png', (1, 1, 1), 'PNG')
-    with pytest.raises(FileNotFoundError, match='test is missing'):
+    with pytest.raises(ConfigError, match='test is missing'):
         load_dataset(f'folder:{tmp_path}', image_size=8)
     _write(tmp_path / 'test' / 'b' / 'x.png', (1, 1, 1), 'PNG')
     with pytest.raises(ValueError, match=r"only in train \['a'\]"):
@@ -238,7 +239,8 @@ def test_folder_errors(tmp_path):
 
 
 @pytest.mark.parametrize('source, match', [
-    ('imagenet', "choose one of 'digits', 'synthetic'"),
+    ('imagenet', r"data.source='imagenet': unknown source kind; allowed: 'digits', "
+                 r"'synthetic'.*Fix: for a TFDS dataset write tfds:imagenet"),
     ('digits:extra', 'takes no argument'),
     ('tfds:', 'needs a name'),
     ('folder:', 'needs a path'),
@@ -249,7 +251,7 @@ def test_bad_sources(source, match):
 
 
 def test_bad_image_size():
-    with pytest.raises(ValueError, match='image_size must be a positive int'):
+    with pytest.raises(ValueError, match=r'model.image_size=.*must be a positive int'):
         load_dataset('synthetic', image_size=0)
 
 
@@ -273,7 +275,7 @@ def test_tfds_not_prepared_fails_fast(tmp_path, no_network):
 
 
 def test_tfds_unknown_name(tmp_path, no_network):
-    with pytest.raises(ValueError, match='Unknown tfds dataset'):
+    with pytest.raises(ValueError, match=r"data.source='tfds:.*unknown tfds dataset"):
         load_dataset('tfds:no_such_dataset_xyz', image_size=8,
                      data_dir=str(tmp_path))
 

@@ -88,9 +88,9 @@ def test_init_part_is_deterministic_and_key_dependent():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(image_size=30, patch_size=4), 'not divisible by model.patch_size'),
-    (dict(width=10, num_heads=3), 'not divisible by model.num_heads'),
-    (dict(depth=0), 'model.depth must be >= 1'),
+    (dict(image_size=30, patch_size=4), r'model.patch_size=4: must divide model.image_size=30'),
+    (dict(width=10, num_heads=3), r'model.num_heads=3: must divide model.width=10'),
+    (dict(depth=0), r'model.depth=0: must be >= 1'),
 ])
 def test_bad_shapes_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -7,6 +7,7 @@ N_max and the representation width F (`ENGINE_ARGS`); the other keyword
 arguments come from `config.algorithms.<name>` (see `configs/common.py`).
 """
 
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated.algorithms import fedavg, fedca, fedema, fedu
 from lwfedssl_jax.federated.algorithms.base import FederatedAlgorithm
 
@@ -18,7 +19,8 @@ ENGINE_ARGS = ('spec', 'method', 'num_clients', 'max_examples', 'rep_dim')
 def get(name: str):
     """Returns the builder of federated algorithm `name`."""
     if name not in ALGORITHMS:
-        raise ValueError(f'Unknown fl.algorithm {name!r}; choices: {sorted(ALGORITHMS)}.')
+        raise ConfigError('fl.algorithm', name, f'unknown; choices: {sorted(ALGORITHMS)}.'
+                          + did_you_mean(name, ALGORITHMS))
     return ALGORITHMS[name]
 
 

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from lwfedssl_jax.data.augment import to_float
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
     ClientStart, FederatedAlgorithm, StepContext, local_only_parts)
 from lwfedssl_jax.ssl.base import Negatives
@@ -53,12 +54,13 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
       align_batch: public images per local step for the alignment term.
     """
     if dictionary and not method.supports_negatives:
-        raise ValueError(f'fl.algorithm=fedca shares a dictionary of negatives: '
-                         f'ssl.name={method.name} has no negatives (use simclr or '
-                         'mocov3, or algorithms.fedca.dictionary=False).')
-    if align_weight < 0 or align_batch < 1:
-        raise ValueError('algorithms.fedca.align_weight must be >= 0 and '
-                         f'align_batch >= 1 (got {align_weight}, {align_batch}).')
+        raise ConfigError('ssl.name', method.name, 'fl.algorithm=fedca shares a '
+                          'dictionary of negatives and this method takes none.',
+                          'use simclr or mocov3, or algorithms.fedca.dictionary=False.')
+    if align_weight < 0:
+        raise ConfigError('algorithms.fedca.align_weight', align_weight, 'must be >= 0.')
+    if align_batch < 1:
+        raise ConfigError('algorithms.fedca.align_batch', align_batch, 'must be >= 1.')
     local = local_only_parts(spec)
 
     def init_server(params):

@@ -35,6 +35,7 @@ Choices of ours (LW-FedSSL gives no FedEMA hyperparameters):
 import jax
 import jax.numpy as jnp
 
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated.algorithms.base import (
     ClientStart, FederatedAlgorithm, StepContext, no_extras, round_drift,
     target_parts)
@@ -55,13 +56,13 @@ def make(*, spec, method, num_clients, max_examples, rep_dim, tau: float = 0.7,
     """Builds FedEMA for one stage (needs a method with a target branch)."""
     del num_clients, max_examples, rep_dim
     if not method.has_target:
-        raise ValueError(f'fl.algorithm=fedema needs an SSL method with a momentum '
-                         f'target (byol or mocov3), not ssl.name={method.name}.')
+        raise ConfigError('ssl.name', method.name, 'fl.algorithm=fedema needs an SSL '
+                          'method with a momentum target: byol or mocov3.')
     if not 0 < tau <= 1:
-        raise ValueError(f'algorithms.fedema.tau must be in (0, 1], got {tau}.')
+        raise ConfigError('algorithms.fedema.tau', tau, 'must be in (0, 1].')
     if divergence not in DIVERGENCES:
-        raise ValueError(f'algorithms.fedema.divergence={divergence!r}; choices: '
-                         f'{DIVERGENCES}.')
+        raise ConfigError('algorithms.fedema.divergence', divergence,
+                          f'choices: {DIVERGENCES}.' + did_you_mean(divergence, DIVERGENCES))
     copied = target_parts(spec, method)
     theta = tuple(p for p in copied if p in spec.exchanged)
 

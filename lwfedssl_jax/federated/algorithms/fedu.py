@@ -33,6 +33,7 @@ Choices of ours (the LW-FedSSL paper gives no FedU hyperparameters):
 import jax
 import jax.numpy as jnp
 
+from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
     ClientStart, FederatedAlgorithm, StepContext, no_extras, round_drift,
     target_parts)
@@ -44,10 +45,10 @@ def make(*, spec, method, num_clients, max_examples, rep_dim, threshold: float =
     """Builds FedU for one stage (needs a method with a target branch)."""
     del num_clients, max_examples, rep_dim
     if not method.has_target:
-        raise ValueError(f'fl.algorithm=fedu needs an SSL method with a momentum '
-                         f'target (byol or mocov3), not ssl.name={method.name}.')
+        raise ConfigError('ssl.name', method.name, 'fl.algorithm=fedu needs an SSL '
+                          'method with a momentum target: byol or mocov3.')
     if threshold < 0:
-        raise ValueError(f'algorithms.fedu.threshold must be >= 0, got {threshold}.')
+        raise ConfigError('algorithms.fedu.threshold', threshold, 'must be >= 0.')
     copied = target_parts(spec, method)
     predictor = tuple(p for p in spec.trainable if p in method.head_names
                       and p not in method.target_head_names)
