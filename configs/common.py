@@ -66,6 +66,13 @@ ALGORITHM_DEFAULTS = {
     'fedca': dict(dictionary=True, align_weight=1.0, align_batch=32),
 }
 
+# Loss add-ons of Table 6 (fl.addons picks any; federated/addons.py). The
+# paper gives no values: PA's mu is ours, RA's mu and tau are MOON's.
+ADDON_DEFAULTS = {
+    'pa': dict(mu=0.01),
+    'ra': dict(mu=1.0, temperature=0.5),
+}
+
 # Aggregators' own keyword arguments (server.aggregator picks one).
 AGGREGATOR_DEFAULTS = {
     'fedavg': dict(),
@@ -127,6 +134,10 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.fl.mesh_devices = 1           # split clients over devices: 1 none, -1 all
     c.fl.algorithm = 'fedavg'       # fedavg | fedu | fedema | fedca (federated/algorithms)
     c.fl.local_parts = ()           # trained but never exchanged (e.g. ('predictor',))
+    c.fl.addons = ()                # loss add-ons: ('pa',), ('ra',) (Table 6)
+    c.fl.dropout = 0.0              # each sampled client fails to report w.p. p (Table 8)
+
+    c.addons = ml_collections.ConfigDict(ADDON_DEFAULTS)
 
     c.algorithms = ml_collections.ConfigDict(ALGORITHM_DEFAULTS)
 

@@ -19,7 +19,7 @@ from lwfedssl_jax.accounting.xla_cost import CompiledCost, abstract, compiled_co
 from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
 from lwfedssl_jax.errors import ConfigError, did_you_mean
-from lwfedssl_jax.federated import aggregate, algorithms
+from lwfedssl_jax.federated import addons, aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
@@ -102,9 +102,16 @@ def build(config: ml_collections.ConfigDict) -> Setup:
 
     rep = _rep_dim(method, encoder.cfg.width)
 
+    addon_kwargs = {name: _kwargs_for(addons.ADDONS[name], config.addons[name].to_dict()
+                                      if name in config.addons else {},
+                                      f'addons.{name}', name)
+                    for name in fl.addons if name in addons.ADDONS}
+
     def make_algorithm(spec, num_clients, max_examples):
-        return make_algo(spec=spec, method=method, num_clients=num_clients,
-                         max_examples=max_examples, rep_dim=rep, **algo_kwargs)
+        algorithm = make_algo(spec=spec, method=method, num_clients=num_clients,
+                              max_examples=max_examples, rep_dim=rep, **algo_kwargs)
+        return addons.with_addons(algorithm, addons.make_addons(fl.addons, spec,
+                                                                addon_kwargs))
 
     # Built once now so that misuse (method, kwargs) fails before any work.
     uses_public = make_algorithm(plan[0], fl.num_clients, fl.batch_size).uses_public_data
@@ -257,11 +264,17 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
     represent = flops.forward_macs(
         setup.encoder, [p for p in spec.present if p not in heads],
         {projector: heads[projector]})
+    # An add-on's extra models (RA) on the shared prefix: trainable encoder
+    # parts + projector.
+    segment = flops.forward_macs(
+        setup.encoder, [p for p in spec.trainable if p not in heads],
+        {projector: heads[projector]})
     row = {
         'stage': spec.index, 'num_blocks': spec.num_blocks, 'rounds': spec.rounds,
         'trained_params': num_params(select(params, spec.trainable)),
         'exchanged_params': num_params(select(params, spec.exchanged)),
-        'paper_flops_per_round': config.fl.local_epochs * per_epoch
+        'paper_flops_per_round': config.fl.local_epochs * (
+            per_epoch + fns.algorithm.paper_segment_forwards * segment)
         + fns.algorithm.paper_forwards_per_round * represent,
         'stage_end_broadcast_bytes': comm.newly_frozen_bytes(previous_spec, spec, params),
         'client_state_bytes': num_bytes(jax.eval_shape(fns.algorithm.init_client, params)),

@@ -66,7 +66,8 @@ def predict(config, sizes=None) -> dict:
     n_max, fl, img = int(sizes.max()), config.fl, config.model.image_size
     data = (jax.ShapeDtypeStruct((len(sizes), n_max, img, img, 3), jnp.uint8),
             jax.ShapeDtypeStruct((len(sizes),), jnp.int32),
-            jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.int32))
+            jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.int32),
+            jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.bool_))
     public = public_set.abstract_public(setup, config)
     previous, rows, per_round = None, [], []
     tally = ResourceTally()

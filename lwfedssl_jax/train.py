@@ -31,7 +31,7 @@ from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data.federated import FederatedData
 from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
-from lwfedssl_jax.federated.sampling import sample_clients
+from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
 from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import select
@@ -52,6 +52,13 @@ def round_clients(config, stage: int, round_index: int, num_clients: int):
     return sample_clients(rng.fold(rng.stream(config.seed, rng.SAMPLING), stage,
                                    round_index),
                           num_clients, config.fl.clients_per_round)
+
+
+def round_reports(config, stage: int, round_index: int):
+    """`[K]` bool: which participants of a round report back (`fl.dropout`)."""
+    return sample_reports(rng.fold(rng.stream(config.seed, rng.DROPOUT), stage,
+                                   round_index),
+                          config.fl.clients_per_round, config.fl.dropout)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -258,12 +265,16 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     for r in range(first, spec.rounds):
         t0 = time.time()
         selected = round_clients(config, spec.index, r, fed.num_clients)
+        reported = round_reports(config, spec.index, r)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
         round_state, uploads, metrics = fns.round_fn(
-            frozen, round_state, fed.images, fed.sizes, selected,
+            frozen, round_state, fed.images, fed.sizes, selected, reported,
             np.int32(global_round), np.int32(r), key, public)
         losses, steps = np.asarray(metrics['loss']), np.asarray(metrics['steps'])
-        ids = np.asarray(selected)
+        ids, reported = np.asarray(selected), np.asarray(reported)
+        if not reported.any():
+            print(f'[lwfedssl] stage {spec.index + 1} round {r + 1}: no participant '
+                  'reported (fl.dropout); the server state is unchanged.', flush=True)
         if not np.isfinite(losses).all():
             raise FloatingPointError(
                 f'Non-finite loss at stage {spec.index}, round {r} (global '
@@ -276,14 +287,17 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         used = tally.add_round(frozen, sent, one_upload, row, steps)
         global_round += 1
         loss, round_time = float(np.average(losses, weights=sizes[ids])), time.time() - t0
+        divergence = float(metrics['divergence'])
         cumulative = tally.summary()
         writer.log(kind='round', step=global_round, stage=spec.index, round=r,
                    global_round=global_round - 1, loss=loss, client_loss=losses,
-                   clients=ids, client_steps=steps, round_time_s=round_time,
+                   clients=ids, reported=reported, client_steps=steps,
+                   divergence=divergence, round_time_s=round_time,
                    **{f'{k}_per_client': v for k, v in used.items()},
                    cumulative=cumulative)
-        writer.tb.scalars(global_round, summaries.round_scalars(loss, used, cumulative,
-                                                                round_time))
+        writer.tb.scalars(global_round, {
+            **summaries.round_scalars(loss, used, cumulative, round_time),
+            'fl/divergence': divergence, 'fl/clients_reported': int(reported.sum())})
         progress.update(r, loss, round_time, used['bytes_down'] + used['bytes_up'])
         if (ckpt is not None and r + 1 < spec.rounds
                 and global_round % config.checkpoint.every_rounds == 0):

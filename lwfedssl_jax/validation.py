@@ -39,7 +39,7 @@ import numpy as np
 from lwfedssl_jax import builders, ssl, stages
 from lwfedssl_jax.data import augment, partition, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
-from lwfedssl_jax.federated import aggregate, algorithms, client
+from lwfedssl_jax.federated import addons, aggregate, algorithms, client
 from lwfedssl_jax.models.vit import ViTConfig
 
 
@@ -159,6 +159,8 @@ RULES: dict[str, Rule] = {
     'fl.mesh_devices': _int(1, also=-1),
     'fl.algorithm': _choice(lambda: sorted(algorithms.ALGORITHMS)),
     'fl.local_parts': Rule('names'),
+    'fl.addons': Rule('names'),
+    'fl.dropout': _float(0, 1, hi_open=True),
     'server.aggregator': _choice(lambda: sorted(aggregate.AGGREGATORS)),
     'server.optimizer': _choice(lambda: list(aggregate.SERVER_OPTIMIZERS)),
     'server.learning_rate': _POSITIVE,
@@ -190,7 +192,8 @@ RULES: dict[str, Rule] = {
 }
 # Subtrees whose keys are a registry's entries, each holding its kwargs.
 REGISTRY_SUBTREES = {'algorithms': lambda: algorithms.ALGORITHMS,
-                     'aggregators': lambda: aggregate.AGGREGATORS}
+                     'aggregators': lambda: aggregate.AGGREGATORS,
+                     'addons': lambda: addons.ADDONS}
 _OPEN_SUBTREES = ('ssl.kwargs',)   # the method's kwargs: checked by the method
 
 
@@ -260,6 +263,12 @@ def _relations(config) -> list:
     if fl.clients_per_round > fl.num_clients:
         errors.append(ConfigError('fl.clients_per_round', fl.clients_per_round,
                                   f'must be <= fl.num_clients={fl.num_clients}.'))
+    unknown = [a for a in fl.addons if a not in addons.ADDONS]
+    if unknown or len(set(fl.addons)) != len(fl.addons):
+        errors.append(ConfigError('fl.addons', tuple(fl.addons), f'each of '
+                                  f'{sorted(addons.ADDONS)} at most once.'
+                                  + (did_you_mean(unknown[0], addons.ADDONS) if unknown
+                                     else '')))
     if fl.client_execution == 'chunked' and fl.client_chunk < 1:
         errors.append(ConfigError('fl.client_chunk', fl.client_chunk,
                                   'fl.client_execution=chunked needs a chunk >= 1.'))

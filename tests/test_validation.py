@@ -37,7 +37,7 @@ def test_every_shipped_config_passes():
 
 def test_rules_cover_exactly_the_fixed_keys_of_the_base_config():
     keys = {k for k in validation.flat_keys(common.base())
-            if not k.startswith(('ssl.kwargs.', 'algorithms.', 'aggregators.'))}
+            if not k.startswith(('ssl.kwargs.', 'algorithms.', 'aggregators.', 'addons.'))}
     assert keys == set(RULES)
 
 

@@ -127,7 +127,8 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
                     online=online, anchor=anchor,
                     project=lambda x: method.project_fn(online, encode_fn,
                                                         prefix(frozen, x)),
-                    context=context, key=jax.random.fold_in(key, 1))
+                    context=context, key=jax.random.fold_in(key, 1),
+                    project_view=lambda p: method.project_fn(p, encode_fn, h1))
                 for term in loss_terms:
                     term_loss, term_metrics = term(inputs)
                     loss = loss + term_loss

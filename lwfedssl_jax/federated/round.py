@@ -17,6 +17,9 @@ from lwfedssl_jax.federated.aggregate import Aggregator, ServerUpdate
 from lwfedssl_jax.federated.algorithms.base import FederatedAlgorithm, Sent
 
 
+DIVERGENCE_KEY = 2**31 - 1   # fold_in index of the divergence's client choice
+
+
 class ServerState(NamedTuple):
     """The server side of a round state.
 
@@ -67,20 +70,27 @@ def sent_of(algorithm: FederatedAlgorithm, server: ServerState) -> Sent:
 class RoundFunction:
     """A jitted round that counts its traces (tests assert 1 per stage).
 
-    Call as `round_fn(frozen, state, images, sizes, selected, round_index,
-    round_in_stage, key, public)` -> `(state, uploads, metrics)`:
+    Call as `round_fn(frozen, state, images, sizes, selected, reported,
+    round_index, round_in_stage, key, public)` -> `(state, uploads, metrics)`:
       frozen: present parts that stay on the clients (never sent).
       state: the `RoundState` before the round.
       images: `[N, N_max, H, W, 3]` uint8, every client's padded data.
       sizes: `[N]` int32 example counts.
       selected: `[K]` int32 ids of this round's participating clients.
+      reported: `[K]` bool, which of them report back (client dropout,
+        `fl.dropout`): the others' uploads are ignored, the aggregation
+        weights renormalised over those that reported, and their state is
+        left as it was (a dropped client failed mid-round). If nobody
+        reports, the server state is unchanged. A mask, not a reshape: how
+        many report never changes a compiled shape.
       round_index: global 0-based round (int32; momentum schedule).
       round_in_stage: 0-based round within the stage (int32; aggregators
         with a warm-up).
       key: the round key; client c trains with `fold_in(key, c)`.
       public: the server's `PublicData` (empty arrays when unused).
     Returns the new `RoundState`, the stacked uploads (an `Upload` with
-    leaves `[K, ...]`: what travels up) and per-client metrics `[K]`.
+    leaves `[K, ...]`: what travels up) and metrics: per-client `[K]` loss
+    and steps, and the round's scalar `divergence` (`client_divergence`).
 
     Attributes:
       jitted: the jitted function (for `eval_shape` / compile-only use).
@@ -102,6 +112,28 @@ class RoundFunction:
         return self.jitted(*args)
 
 
+def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array) -> jax.Array:
+    """Paper Fig. 6: a randomly chosen reporting client's mean L2 distance to
+    the other reporting clients, over the uploaded (exchanged) parameters.
+
+    Args:
+      uploaded: exchanged parts after local training, leaves `[K, ...]`.
+      reported: `[K]` bool.
+      key: picks the client (uniformly among those that reported).
+
+    Returns:
+      Scalar float32; 0 when fewer than two clients reported.
+    """
+    flat = jnp.concatenate([x.reshape(x.shape[0], -1).astype(jnp.float32)
+                            for x in jax.tree.leaves(uploaded)], axis=1)   # [K, D]
+    chosen = jax.random.categorical(key, jnp.where(reported, 0.0, -jnp.inf))
+    dist = jnp.linalg.norm(flat - flat[chosen], axis=1)                      # [K]
+    others = reported & (jnp.arange(flat.shape[0]) != chosen)
+    count = jnp.sum(others)
+    return jnp.where(count > 0, jnp.sum(jnp.where(others, dist, 0.0))
+                     / jnp.maximum(count, 1), 0.0)
+
+
 def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
                   aggregator: Aggregator, server_update: ServerUpdate,
                   mesh=None) -> RoundFunction:
@@ -112,7 +144,7 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
     along the mesh's client axis, and the aggregate is replicated (XLA emits
     the all-reduce). K must then be a multiple of the mesh size.
     """
-    def round_fn(frozen, state, images, sizes, selected, round_index,
+    def round_fn(frozen, state, images, sizes, selected, reported, round_index,
                  round_in_stage, key, public):
         sent = sent_of(algorithm, state.server)
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(selected)
@@ -127,7 +159,7 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
         if mesh is not None:
             uploads = jax.lax.with_sharding_constraint(
                 uploads, sharding.client_sharded(mesh))
-        weights = client_sizes.astype(jnp.float32)
+        weights = client_sizes.astype(jnp.float32) * reported
         aggregated = aggregator.aggregate(state.server.params, uploads.params,
                                           weights, round_in_stage)
         params, opt_state = server_update.apply(state.server.params, aggregated,
@@ -136,9 +168,17 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
             params = jax.lax.with_sharding_constraint(params, sharding.replicated(mesh))
         extras = algorithm.server_update(state.server.extras, uploads.extras,
                                          selected, weights)
-        clients = jax.tree.map(lambda old, new: old.at[selected].set(new),
-                               state.clients, new_states)
-        return (RoundState(ServerState(params, opt_state, extras), clients),
-                uploads, metrics)
+        anyone = jnp.any(reported)
+        server = jax.tree.map(lambda new, old: jnp.where(anyone, new, old),
+                              ServerState(params, opt_state, extras), state.server)
+        old_states = states
+        clients = jax.tree.map(
+            lambda all_, new, old: all_.at[selected].set(
+                jnp.where(reported.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)),
+            state.clients, new_states, old_states)
+        # Its own key: client ids fold in [0, N), this constant lies beyond.
+        metrics = {**metrics, 'divergence': client_divergence(
+            uploads.params, reported, jax.random.fold_in(key, DIVERGENCE_KEY))}
+        return RoundState(server, clients), uploads, metrics
 
     return RoundFunction(round_fn, lambda server: sent_of(algorithm, server))

@@ -15,3 +15,9 @@ def sample_clients(key: jax.Array, num_clients: int,
         return jnp.arange(num_clients, dtype=jnp.int32)
     ids = jax.random.choice(key, num_clients, (clients_per_round,), replace=False)
     return jnp.asarray(np.sort(np.asarray(ids)), jnp.int32)
+
+
+def sample_reports(key: jax.Array, clients_per_round: int, dropout: float) -> jax.Array:
+    """`[K]` bool: which participants report back; each one independently
+    fails with probability `dropout` (paper Table 8)."""
+    return jax.random.uniform(key, (clients_per_round,)) >= dropout

@@ -14,6 +14,7 @@ EVAL = 3
 RANDOM_BASELINE = 4
 PUBLIC_BASE = 5
 SUMMARY_VIEWS = 6   # the augmented views shown in TensorBoard
+DROPOUT = 7         # which participants fail to report (fl.dropout)
 
 
 def stream(seed: int, tag: int) -> jax.Array:

@@ -8,7 +8,7 @@ import pytest
 
 from lwfedssl_jax import ssl
 from lwfedssl_jax.data.augment import AugmentConfig
-from lwfedssl_jax.federated import aggregate, algorithms
+from lwfedssl_jax.federated import addons, aggregate, algorithms
 from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData, StepContext
 from lwfedssl_jax.federated.round import init_round_state, make_round_fn
@@ -86,11 +86,15 @@ NO_PUBLIC = PublicData(jnp.zeros((0, 8, 8, 3), jnp.uint8), jnp.zeros((0, 0)))
 
 def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
                n_max=16, num_clients=4, algorithm='fedavg', mesh=None, method=METHOD,
-               **algorithm_kwargs):
-    """(round_fn, initial round state) of a tiny run with `algorithm`."""
+               addon_kwargs=None, **algorithm_kwargs):
+    """(round_fn, initial round state) of a tiny run with `algorithm` and the
+    add-ons `addon_kwargs` ({name: kwargs})."""
     params = full_params()
     algo = algorithms.get(algorithm)(spec=spec, method=method, num_clients=num_clients,
                                      max_examples=n_max, rep_dim=8, **algorithm_kwargs)
+    addon_kwargs = addon_kwargs or {}
+    algo = addons.with_addons(algo, addons.make_addons(tuple(addon_kwargs), spec,
+                                                       addon_kwargs))
     local = client_lib.make_local_step(ENC, method, spec, tx or tx_for(spec), AUG,
                                        algo.loss_terms)
     train = client_lib.make_local_train(local, spec, algo, method, batch_size=batch_size,
@@ -102,10 +106,12 @@ def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
     return round_fn, state, select(params, spec.frozen)
 
 
-def run_round(round_fn, state, frozen, data, sizes, selected, key=3, public=NO_PUBLIC):
+def run_round(round_fn, state, frozen, data, sizes, selected, key=3, public=NO_PUBLIC,
+              reported=None):
     return round_fn(frozen, state, jnp.asarray(data), jnp.asarray(sizes, jnp.int32),
-                    jnp.asarray(selected, jnp.int32), jnp.int32(0), jnp.int32(0),
-                    jax.random.key(key), public)
+                    jnp.asarray(selected, jnp.int32),
+                    jnp.ones(len(selected), bool) if reported is None else jnp.asarray(reported),
+                    jnp.int32(0), jnp.int32(0), jax.random.key(key), public)
 
 
 def _round(spec, execution, chunk=0, sizes=(10, 7, 16, 3), n_max=16, garbage=False,
@@ -170,8 +176,8 @@ def test_round_traces_once_across_rounds():
     data = jnp.zeros((4, 16, 8, 8, 3), jnp.uint8)
     for r, selected in enumerate([[0, 1], [2, 3], [1, 3]]):   # who takes part varies
         state, _, _ = round_fn(frozen, state, data, jnp.full((4,), 16, jnp.int32),
-                               jnp.asarray(selected, jnp.int32), jnp.int32(r),
-                               jnp.int32(r), jax.random.key(r), NO_PUBLIC)
+                               jnp.asarray(selected, jnp.int32), jnp.asarray([r > 0, True]),
+                               jnp.int32(r), jnp.int32(r), jax.random.key(r), NO_PUBLIC)
     assert round_fn.num_traces == 1
 
 

@@ -89,10 +89,13 @@ class StepContext(NamedTuple):
       public_images: `[P, H, W, 3]` uint8 server-provided public images, or
         None (alignment terms sample batches from it).
       public_targets: `[P, F]` reference representations of them, or None.
+      addon_states: `{add-on name: its state}` of this client (see
+        `federated/addons.py`), None without add-ons.
     """
     negatives: Negatives | None = None
     public_images: jax.Array | None = None
     public_targets: jax.Array | None = None
+    addon_states: Any = None
 
 
 class ClientResult(NamedTuple):
@@ -138,6 +141,8 @@ class FederatedAlgorithm(NamedTuple):
       paper_forwards_per_round: extra single-sample forward passes of the
         present encoder + projector per round in the paper's GFLOPs
         convention (FedCA: 2; §7.1).
+      paper_segment_forwards: extra single-sample forwards of the trainable
+        segment + projector per local step, same convention (RA: 2).
     """
     name: str
     init_server: Callable
@@ -150,6 +155,7 @@ class FederatedAlgorithm(NamedTuple):
     loss_terms: tuple = ()
     uses_public_data: bool = False
     paper_forwards_per_round: int = 0
+    paper_segment_forwards: int = 0
 
 
 def target_parts(spec, method) -> tuple[str, ...]:
@@ -200,9 +206,14 @@ class TermInputs(NamedTuple):
         the online trainable segment and projector (differentiable).
       context: the round's `StepContext`.
       key: a per-step key for the term's own sampling.
+      project_view: `(trainable params) -> [B, F]`: the step's first view,
+        already through the frozen prefix, through the given trainable
+        segment and projector (RA compares models on the same inputs
+        without recomputing the shared prefix).
     """
     online: dict
     anchor: dict
     project: Callable
     context: StepContext
     key: jax.Array
+    project_view: Callable = None
