@@ -136,6 +136,7 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.fl.local_parts = ()           # trained but never exchanged (e.g. ('predictor',))
     c.fl.addons = ()                # loss add-ons: ('pa',), ('ra',) (Table 6)
     c.fl.dropout = 0.0              # each sampled client fails to report w.p. p (Table 8)
+    c.fl.depth_dropout = 0.0        # each frozen block skipped w.p. p per client-round (DD)
 
     c.addons = ml_collections.ConfigDict(ADDON_DEFAULTS)
 

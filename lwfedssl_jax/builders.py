@@ -24,7 +24,7 @@ from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
 from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
-from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
+from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder, block_name
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, num_params, select
 
@@ -204,7 +204,7 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
     local_train = client_lib.make_local_train(
         local, spec, algorithm, setup.method, batch_size=fl.batch_size,
         epochs=fl.local_epochs, max_examples=max_examples,
-        total_rounds=fl.total_rounds)
+        total_rounds=fl.total_rounds, depth_dropout=fl.depth_dropout)
     clients_update = client_lib.make_clients_update(
         local_train, fl.client_execution, fl.client_chunk)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
@@ -257,8 +257,9 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
     `params`, `state` and `public` may hold arrays or ShapeDtypeStructs.
     """
     heads = {h: params[h] for h in setup.method.head_names}
+    dropout = config.fl.depth_dropout
     per_epoch = flops.per_sample_epoch_macs(setup.encoder, spec, heads,
-                                            setup.method.samples_per_step)
+                                            setup.method.samples_per_step, dropout)
     # The representation pass: present encoder + projector (the first head).
     projector = setup.method.head_names[0]
     represent = flops.forward_macs(
@@ -287,4 +288,19 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
         cost = step_cost(fns, params, state, public, spec, config.fl.batch_size,
                          config.model.image_size)
         row.update(step_flops=cost.flops, step_memory_bytes=cost.memory_bytes)
+        if dropout and spec.frozen_blocks:
+            # XLA counts a `lax.cond` at its costlier branch, so the step's
+            # count is that of no block dropped; a skipped block saves its
+            # forward on both views: 2 x the XLA FLOPs of one block.
+            block = block_forward_flops(setup.encoder, params, config.fl.batch_size)
+            row.update(step_flops_no_dropout=cost.flops,
+                       step_flops=cost.flops - dropout * spec.frozen_blocks * 2 * block)
     return row
+
+
+def block_forward_flops(encoder: ViTEncoder, params: dict, batch_size: int) -> float:
+    """XLA FLOPs of one transformer block's forward on `[B, T, D]` tokens."""
+    tokens = jax.ShapeDtypeStruct((batch_size, encoder.cfg.num_tokens, encoder.cfg.width),
+                                  jnp.float32)
+    one = {block_name(1): abstract(params[block_name(0)])}   # every block has one shape
+    return compiled_cost(lambda p, t: encoder.run_segment(p, t, 1, 2), one, tokens).flops

@@ -28,10 +28,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from lwfedssl_jax import builders, cli, platform, public_set, train, validation
+from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.client import num_local_steps
-from lwfedssl_jax.utils.tree import select
+from lwfedssl_jax.utils.tree import num_bytes, select
 
 MODES = ('e2e', 'layerwise', 'progressive')
 
@@ -70,7 +71,7 @@ def predict(config, sizes=None) -> dict:
             jax.ShapeDtypeStruct((fl.clients_per_round,), jnp.bool_))
     public = public_set.abstract_public(setup, config)
     previous, rows, per_round = None, [], []
-    tally = ResourceTally()
+    tally, held = ResourceTally(), [0] * len(sizes)
     for spec in setup.plan:
         params = train.abstract_params(setup, config, spec.index)
         fns = builders.build_stage(setup, spec, config, len(sizes), n_max)
@@ -86,11 +87,13 @@ def predict(config, sizes=None) -> dict:
                                        public)
         one_upload = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                   uploads)
+        part_bytes = [num_bytes(frozen[p]) for p in spec.frozen]   # prefix order
         for r in range(spec.rounds):
             ids = np.asarray(train.round_clients(config, spec.index, r, len(sizes)))
             steps = [num_local_steps(int(n), fl.batch_size, fl.local_epochs)
                      for n in sizes[ids]]
-            used = tally.add_round(frozen, sent, one_upload, row, steps)
+            catch_up, held = comm.catch_up(held, ids, part_bytes)
+            used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up)
             per_round.append({'stage': spec.index, 'round': r, **used})
         rows.append(row)
         previous = spec

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from lwfedssl_jax import builders, plots, public_set, summaries, validation
+from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data.federated import FederatedData
@@ -34,7 +35,7 @@ from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
 from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
-from lwfedssl_jax.utils.tree import select
+from lwfedssl_jax.utils.tree import num_bytes, select
 from lwfedssl_jax.writers import RunWriter
 
 
@@ -156,6 +157,7 @@ class RunState(NamedTuple):
     global_round: int     # completed rounds so far (= checkpoint step)
     tally: ResourceTally
     stage_rows: list      # rows of completed stages
+    held: tuple = ()      # [N] frozen-prefix parts each client holds (catch-up)
 
 
 def _open_checkpoints(config, setup, workdir):
@@ -198,7 +200,7 @@ def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
     if restored is None:
         if os.path.exists(metrics):
             os.remove(metrics)   # a fresh start: stale lines would mislead
-        return RunState({}, None, 0, 0, 0, ResourceTally(), [])
+        return RunState({}, None, 0, 0, 0, ResourceTally(), [], (0,) * fed.num_clients)
     step, params, round_state, meta = restored
     if meta['client_sizes'] != np.asarray(fed.sizes).tolist():
         raise RunDirError(f'Cannot resume in {workdir}: the client partition differs '
@@ -209,14 +211,15 @@ def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
         stage, next_round, round_state = stage + 1, 0, None
     RunWriter.truncate_metrics(metrics, step)         # drop lines past the checkpoint
     return RunState(params, round_state, stage, next_round, step,
-                    ResourceTally(**meta['tally']), meta['stage_rows'])
+                    ResourceTally(**meta['tally']), meta['stage_rows'],
+                    tuple(meta['held']))
 
 
 def _save(ckpt, state: RunState, fed) -> None:
     ckpt.save(state.global_round, state.params, state.round_state, {
         'stage': state.stage, 'next_round': state.next_round,
         'global_round': state.global_round, 'tally': dataclasses.asdict(state.tally),
-        'stage_rows': state.stage_rows,
+        'stage_rows': state.stage_rows, 'held': list(state.held),
         'client_sizes': np.asarray(fed.sizes).tolist()})
 
 
@@ -255,6 +258,8 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         tally.add_stage(row)
     sizes = np.asarray(fed.sizes)
     sent = jax.eval_shape(fns.round_fn.sent, round_state.server)   # fixed per stage
+    part_bytes = [num_bytes(frozen[p]) for p in spec.frozen]       # prefix order
+    held = state.held
     if first == 0:   # what a client trains on, at the stage's first round
         shown = np.asarray(fed.images[0][:min(8, int(sizes[0]))])
         grid = summaries.views_grid(shown, rng.fold(rng.stream(
@@ -284,7 +289,8 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         # Resources counted on the pytrees that really travelled this round.
         one_upload = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
-        used = tally.add_round(frozen, sent, one_upload, row, steps)
+        catch_up, held = comm.catch_up(held, ids, part_bytes)
+        used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up)
         global_round += 1
         loss, round_time = float(np.average(losses, weights=sizes[ids])), time.time() - t0
         divergence = float(metrics['divergence'])
@@ -303,7 +309,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
                 and global_round % config.checkpoint.every_rounds == 0):
             _save(ckpt, RunState({**params, **round_state.server.params}, round_state,
                                  spec.index, r + 1, global_round, tally,
-                                 state.stage_rows), fed)
+                                 state.stage_rows, held), fed)
     progress.close()
     if jax.devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.
@@ -322,8 +328,8 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     # Client state and server extras end with the stage (each stage is an
     # independent FL process for them; see federated/algorithms/base.py).
     done = RunState(params, None, spec.index, spec.rounds, global_round, tally,
-                    state.stage_rows + [row])
+                    state.stage_rows + [row], held)
     if ckpt is not None:
         _save(ckpt, done, fed)   # every stage end, whatever every_rounds says
     return RunState(params, None, spec.index + 1, 0, global_round, tally,
-                    done.stage_rows)
+                    done.stage_rows, held)

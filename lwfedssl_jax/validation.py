@@ -161,6 +161,7 @@ RULES: dict[str, Rule] = {
     'fl.local_parts': Rule('names'),
     'fl.addons': Rule('names'),
     'fl.dropout': _float(0, 1, hi_open=True),
+    'fl.depth_dropout': _float(0, 1, hi_open=True),
     'server.aggregator': _choice(lambda: sorted(aggregate.AGGREGATORS)),
     'server.optimizer': _choice(lambda: list(aggregate.SERVER_OPTIMIZERS)),
     'server.learning_rate': _POSITIVE,
@@ -269,6 +270,10 @@ def _relations(config) -> list:
                                   f'{sorted(addons.ADDONS)} at most once.'
                                   + (did_you_mean(unknown[0], addons.ADDONS) if unknown
                                      else '')))
+    if fl.depth_dropout > 0 and config.mode != 'layerwise':
+        errors.append(ConfigError(
+            'fl.depth_dropout', fl.depth_dropout, f'drops frozen blocks, and mode='
+            f'{config.mode} has none; it is implemented for mode=layerwise only.'))
     if fl.client_execution == 'chunked' and fl.client_chunk < 1:
         errors.append(ConfigError('fl.client_chunk', fl.client_chunk,
                                   'fl.client_execution=chunked needs a chunk >= 1.'))

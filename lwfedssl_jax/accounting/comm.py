@@ -13,10 +13,16 @@ Download policies:
               client downloads every present part (frozen + exchanged);
               uploads are unchanged.
 
-Neither policy counts the broadcast of the final aggregated block(s) when a
-stage ends (needed by clients under `default` to extend their frozen stack):
-the paper's figures leave it out too. It is reported separately as
-`stage_end_broadcast_bytes`.
+Neither policy counts how a client gets the final aggregated block(s) of a
+stage it needs later as its frozen prefix; the paper's figures leave it out
+too. Two separate figures report it:
+  stage_end_broadcast_bytes  a broadcast of the newly frozen parts to every
+              client at every stage end;
+  catch_up_bytes  on demand (what the engine models): a participant that
+              lacks frozen parts downloads them before training, e.g. a
+              client taking part for the first time in stage 5 downloads
+              the embedding and blocks 1-4 (`catch_up`). Under full
+              participation both figures are equal; `worst_case` bounds it.
 """
 
 from lwfedssl_jax.utils.tree import num_bytes
@@ -50,6 +56,28 @@ def newly_frozen_bytes(previous_spec, spec, params) -> int:
         return 0
     new = [p for p in spec.frozen if p not in previous_spec.frozen]
     return num_bytes({p: params[p] for p in new})
+
+
+def catch_up(held, selected, frozen_part_bytes) -> tuple[float, list]:
+    """Bytes of the frozen parts the round's participants lack.
+
+    Args:
+      held: `[N]` how many parts of the frozen prefix each client holds (in
+        prefix order: embedding, block 0, block 1, ...).
+      selected: the round's participant ids `[K]`.
+      frozen_part_bytes: bytes of each part of this stage's frozen prefix,
+        in prefix order.
+
+    Returns:
+      (mean catch-up bytes over the participants, the new `held`: every
+      participant now holds the whole prefix).
+    """
+    held = list(held)
+    total = 0
+    for c in selected:
+        total += sum(frozen_part_bytes[held[c]:])
+        held[c] = max(held[c], len(frozen_part_bytes))
+    return total / max(len(selected), 1), held
 
 
 def paper_gb(num: int | float) -> float:

@@ -27,6 +27,9 @@ class ResourceTally:
         ends (not in the paper's figures; see accounting/comm.py).
       public_data_bytes: one-off download of the server's public set and
         its reference representations (FedCA; 0 otherwise).
+      catch_up_bytes: frozen parts participants lacked and downloaded
+        before training (mean over each round's participants; see
+        accounting/comm.py; not in the paper's figures).
     """
     bytes_down: int = 0
     bytes_down_worst_case: int = 0
@@ -35,6 +38,7 @@ class ResourceTally:
     xla_flops: float | None = 0.0
     stage_end_broadcast_bytes: int = 0
     public_data_bytes: int = 0
+    catch_up_bytes: float = 0
 
     def add_stage(self, stage_row: dict) -> None:
         """Counts what happens once per stage (the stage-end broadcast, the
@@ -43,7 +47,7 @@ class ResourceTally:
         self.public_data_bytes += stage_row['public_data_bytes']
 
     def add_round(self, frozen, sent, upload, stage_row: dict,
-                  client_steps) -> dict:
+                  client_steps, catch_up_bytes: float = 0) -> dict:
         """Adds one round and returns this round's per-client figures.
 
         Args:
@@ -53,6 +57,7 @@ class ResourceTally:
           upload: one client's upload (arrays or shapes).
           stage_row: the stage's `builders.stage_resources` row.
           client_steps: local steps of each participating client `[K]`.
+          catch_up_bytes: this round's `comm.catch_up` mean.
         """
         down, up = comm.round_bytes(frozen, sent, upload, 'default')
         worst, _ = comm.round_bytes(frozen, sent, upload, 'worst_case')
@@ -64,8 +69,10 @@ class ResourceTally:
         self.bytes_up += up
         self.paper_flops += stage_row['paper_flops_per_round']
         self.xla_flops = None if xla is None else self.xla_flops + xla
+        self.catch_up_bytes += catch_up_bytes
         return {'bytes_down': down, 'bytes_down_worst_case': worst, 'bytes_up': up,
-                'paper_flops': stage_row['paper_flops_per_round'], 'xla_flops': xla}
+                'paper_flops': stage_row['paper_flops_per_round'], 'xla_flops': xla,
+                'catch_up_bytes': catch_up_bytes}
 
     def summary(self) -> dict:
         """Totals, plus the paper's units (GB = bytes / 2^20 / 1000, GFLOPs)."""

@@ -43,6 +43,7 @@ from lwfedssl_jax.stages import StageSpec
 from lwfedssl_jax.utils.tree import select
 
 EXECUTIONS = ('vmap', 'map', 'chunked')
+DEPTH_DROPOUT_KEY = 2**31 - 2   # fold_in index of a client's drop mask (beyond the split keys)
 
 
 class LocalStep(NamedTuple):
@@ -97,10 +98,11 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
                                      spec.num_blocks)
         return encoder.pool(params, tokens)
 
-    def prefix(frozen, view):
-        # Frozen blocks [0, frozen_blocks): identity when nothing is frozen.
+    def prefix(frozen, view, keep=None):
+        # Frozen blocks [0, frozen_blocks): identity when nothing is frozen;
+        # `keep` skips some of them (depth dropout).
         return jax.lax.stop_gradient(
-            encoder.run_segment(frozen, view, 0, spec.frozen_blocks))
+            encoder.run_segment(frozen, view, 0, spec.frozen_blocks, keep))
 
     def init_target(trainable):
         if not method.has_target:
@@ -117,7 +119,8 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
     def step(frozen, trainable, target, opt_state, images, key, anchor, context,
              momentum):
         v1, v2 = augment.two_views(key, images, augment_cfg)
-        h1, h2 = prefix(frozen, v1), prefix(frozen, v2)
+        keep = context.keep_blocks
+        h1, h2 = prefix(frozen, v1, keep), prefix(frozen, v2, keep)
 
         def loss_of(online):
             loss, metrics = method.loss_fn(online, target, encode_fn, h1, h2,
@@ -178,8 +181,12 @@ def represent_all(local: LocalStep, frozen, trainable, images, n, batch_size):
 def make_local_train(local: LocalStep, spec: StageSpec,
                      algorithm: FederatedAlgorithm, method: SSLMethod, *,
                      batch_size: int, epochs: int, max_examples: int,
-                     total_rounds: int) -> Callable:
+                     total_rounds: int, depth_dropout: float = 0.0) -> Callable:
     """One client's local training for one round.
+
+    With `depth_dropout` p > 0, each frozen block is skipped for the whole
+    round with probability p, drawn per client per round (paper Table 6 DD;
+    spec §6: the newest, trained block is never dropped).
 
     Returns `local_train(frozen, sent, state, images, num_examples, key,
     round_index, public)` -> `(upload, new_state, metrics)` where:
@@ -215,6 +222,10 @@ def make_local_train(local: LocalStep, spec: StageSpec,
         trainable = select(start.online, spec.trainable)
         target = local.init_target(trainable) if start.target is None else start.target
         context = algorithm.client_context(sent, state, public)
+        if depth_dropout > 0 and spec.frozen_blocks > 0:
+            keep = jax.random.uniform(jax.random.fold_in(key, DEPTH_DROPOUT_KEY),
+                                      (spec.frozen_blocks,)) >= depth_dropout
+            context = context._replace(keep_blocks=keep)
         carry0 = (trainable, target, local.init_opt(frozen, trainable))
 
         def body(carry, k):

@@ -21,6 +21,7 @@ is shared by all stages and is trained and exchanged together with the heads
 (384 parameters at width 192; invisible in the paper's resource figures).
 """
 
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -33,9 +34,12 @@ EMBED = 'embed'
 NORM = 'norm'
 
 
+BLOCK_PREFIX = 'block_'
+
+
 def block_name(index: int) -> str:
     """Top-level parameter key of transformer block `index` (`block_03`)."""
-    return f'block_{index:02d}'
+    return f'{BLOCK_PREFIX}{index:02d}'
 
 
 class ViTConfig(NamedTuple):
@@ -178,7 +182,7 @@ class ViTEncoder:
 
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int,
-                    stop: int) -> jax.Array:
+                    stop: int, keep: jax.Array | None = None) -> jax.Array:
         """Runs blocks `[start, stop)`; `start == 0` means `x` is images.
 
         Args:
@@ -186,6 +190,11 @@ class ViTEncoder:
           x: `[B, H, W, 3]` float images if `start == 0`, else tokens
             `[B, T, D]` output by block `start - 1`.
           start, stop: static block indices, `0 <= start <= stop <= depth`.
+          keep: optional `[stop - start]` bool: a block whose entry is False
+            is skipped (identity; depth dropout). Each block is a
+            `lax.cond`, so a skipped block is not computed when the
+            predicate is a scalar at run time (not under `vmap`, which turns
+            `cond` into `select` and computes both branches).
 
         Returns:
           Tokens `[B, T, D]` after block `stop - 1` (or `x` unchanged if the
@@ -194,7 +203,9 @@ class ViTEncoder:
         if start == 0 and (stop > 0 or EMBED in params):
             x = self._embed.apply({'params': params[EMBED]}, x)
         for i in range(start, stop):
-            x = self._block.apply({'params': params[block_name(i)]}, x)
+            block = functools.partial(self._block.apply, {'params': params[block_name(i)]})
+            x = block(x) if keep is None else jax.lax.cond(keep[i - start], block,
+                                                           lambda t: t, x)
         return x
 
     def pool(self, params: dict, tokens: jax.Array) -> jax.Array:

@@ -44,6 +44,30 @@ def test_e2e_and_layerwise_reproduce_paper_tables_2_and_5():
     assert lw['bytes_down_worst_case'] == lw['bytes_down'] + frozen
     assert abs(lw['comm_worst_case_paper_gb'] - 3.35) < 0.01
     assert lw['stage_end_broadcast_bytes'] == 4 * (EMBED + 11 * BLOCK)
+    # Every client takes part in every round: each catches up once per stage
+    # on the newly frozen parts, which is what the stage-end broadcast sends.
+    assert lw['catch_up_bytes'] == lw['stage_end_broadcast_bytes']
+
+
+def test_catch_up_by_hand():
+    mean, held = comm.catch_up([0, 2, 0], [0, 1], [10, 20, 30])
+    assert mean == (60 + 30) / 2 and held == [3, 3, 0]
+    mean, held = comm.catch_up(held, [1, 2], [10, 20, 30, 40])
+    assert mean == (40 + 100) / 2 and held == [3, 4, 4]
+
+
+def test_catch_up_with_partial_participation_is_bounded_by_the_worst_case():
+    c = cifar10_vit_tiny.get_config('mode=layerwise')
+    c.log.step_flops = 'none'
+    c.fl.num_clients, c.fl.clients_per_round = 100, 25
+    c.accounting.examples_per_client = 1180   # COCO over 100 clients (Table 7)
+    report = resources.predict(c)
+    per_round, res = report['per_round'], report['resources']
+    for r in per_round:   # downloading every present part covers any catch-up
+        assert r['catch_up_bytes'] <= r['bytes_down_worst_case'] - r['bytes_down']
+    # Someone first taking part after stage 1 downloads more than one block.
+    assert max(r['catch_up_bytes'] for r in per_round) > 4 * (EMBED + BLOCK)
+    assert res['catch_up_bytes'] > res['stage_end_broadcast_bytes']
 
 
 def test_progressive_reproduces_paper_table_2():

@@ -91,11 +91,14 @@ class StepContext(NamedTuple):
       public_targets: `[P, F]` reference representations of them, or None.
       addon_states: `{add-on name: its state}` of this client (see
         `federated/addons.py`), None without add-ons.
+      keep_blocks: `[frozen_blocks]` bool, the frozen blocks this client
+        runs this round (depth dropout, `fl.depth_dropout`), None = all.
     """
     negatives: Negatives | None = None
     public_images: jax.Array | None = None
     public_targets: jax.Array | None = None
     addon_states: Any = None
+    keep_blocks: jax.Array | None = None
 
 
 class ClientResult(NamedTuple):

@@ -1,0 +1,72 @@
+"""Are dropped frozen blocks really not computed? Round time with depth
+dropout p = 0 vs p = 0.75, clients run by `lax.map` vs `vmap`, side by side.
+
+    python experiments/addons/depth_dropout_speed.py [--rounds 3]
+
+ViT-Tiny (12 blocks, 32 px), layer-wise LAST stage (11 frozen blocks, the
+most there is to skip), synthetic data, 2 clients x 2 local steps of batch
+32 per round. Each skipped block is a `lax.cond` with a scalar predicate per
+client: under `lax.map` the skipped branch is not executed; under `vmap` the
+predicate is batched and `cond` becomes `select`, so both branches run.
+Prints seconds per round and the ratio p=0.75 / p=0 per execution strategy.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
+from configs import cifar10_vit_tiny  # noqa: E402
+from lwfedssl_jax import builders, platform, public_set, train  # noqa: E402
+from lwfedssl_jax.utils.tree import select  # noqa: E402
+
+
+def round_seconds(execution: str, p: float, rounds: int) -> float:
+    config = cifar10_vit_tiny.get_config('smoke=1,mode=layerwise')
+    config.unlock()
+    config.fl.client_execution, config.fl.depth_dropout = execution, p
+    config.fl.batch_size, config.fl.local_epochs, config.fl.total_rounds = 32, 1, 12
+    setup = builders.build(config)
+    spec = setup.plan[-1]
+    params = {}
+    for s in setup.plan:
+        params = builders.init_new_parts(setup, params, s, config.seed)
+    n, n_max = 2, 64
+    fns = builders.build_stage(setup, spec, config, n, n_max)
+    state = builders.init_round_state(setup, fns, spec, params, n)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (n, n_max, 32, 32, 3),
+                                                           dtype=np.uint8))
+    sizes, selected = jnp.full((n,), n_max, jnp.int32), jnp.arange(n, dtype=jnp.int32)
+    public = public_set.public_reference(setup, config, np.zeros((0, 32, 32, 3), np.uint8))
+    frozen = select(params, spec.frozen)
+
+    def one(r):
+        out = fns.round_fn(frozen, state, images, sizes, selected, jnp.ones(n, bool),
+                           jnp.int32(r), jnp.int32(r), jax.random.key(r), public)
+        jax.block_until_ready(out)
+
+    one(0)   # compile
+    t0 = time.perf_counter()
+    for r in range(1, rounds + 1):
+        one(r)
+    return (time.perf_counter() - t0) / rounds
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--rounds', type=int, default=3)
+    args = ap.parse_args()
+    platform.setup()
+    print('| execution | s/round p=0 | s/round p=0.75 | ratio |\n|---|---|---|---|')
+    for execution in ('map', 'vmap'):
+        base, dd = (round_seconds(execution, p, args.rounds) for p in (0.0, 0.75))
+        print(f'| {execution} | {base:.2f} | {dd:.2f} | {dd / base:.2f}x |', flush=True)
+
+
+if __name__ == '__main__':
+    main()
