@@ -24,7 +24,7 @@ from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
 from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
-from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder, block_name
+from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, num_params, select
 
@@ -209,7 +209,8 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
         local_train, fl.client_execution, fl.client_chunk)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
     return StageFns(local, algorithm, make_round_fn(
-        clients_update, algorithm, setup.aggregator, setup.server_update, mesh))
+        clients_update, algorithm, setup.aggregator, setup.server_update, mesh,
+        depth_dropout=fl.depth_dropout > 0 and spec.droppable_blocks > 0))
 
 
 def init_round_state(setup: Setup, fns: StageFns, spec: stages.StageSpec,
@@ -220,12 +221,14 @@ def init_round_state(setup: Setup, fns: StageFns, spec: stages.StageSpec,
 
 
 def step_cost(fns: StageFns, params: dict, state, public: PublicData,
-              spec: stages.StageSpec, batch_size: int,
-              image_size: int) -> CompiledCost:
+              spec: stages.StageSpec, batch_size: int, image_size: int,
+              keep_blocks: tuple | None = None) -> CompiledCost:
     """XLA FLOPs and memory of ONE client step of this stage (compile-only).
 
     `params` and `state` (the stage's `RoundState`) may hold arrays or
-    ShapeDtypeStructs.
+    ShapeDtypeStructs. `keep_blocks`, a tuple of `num_blocks` Python bools,
+    compiles the step with those blocks skipped at trace time (depth
+    dropout's saving; XLA counts a `lax.cond` at its costlier branch).
     """
     frozen = abstract(select(params, spec.frozen))
     trainable = abstract(select(params, spec.trainable))
@@ -237,7 +240,13 @@ def step_cost(fns: StageFns, params: dict, state, public: PublicData,
                               abstract(state.clients))
     context = jax.eval_shape(fns.algorithm.client_context, sent, one_client,
                              abstract(public))
-    return compiled_cost(fns.local.step, frozen, trainable, target, opt, images,
+    def step(*args):
+        if keep_blocks is None:
+            return fns.local.step(*args)
+        *head, ctx, momentum = args
+        return fns.local.step(*head, ctx._replace(keep_blocks=keep_blocks), momentum)
+
+    return compiled_cost(step, frozen, trainable, target, opt, images,
                          jax.random.key(0), sent.params, context,
                          jnp.float32(0.99))
 
@@ -288,19 +297,16 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
         cost = step_cost(fns, params, state, public, spec, config.fl.batch_size,
                          config.model.image_size)
         row.update(step_flops=cost.flops, step_memory_bytes=cost.memory_bytes)
-        if dropout and spec.frozen_blocks:
+        if dropout and spec.droppable_blocks:
             # XLA counts a `lax.cond` at its costlier branch, so the step's
-            # count is that of no block dropped; a skipped block saves its
-            # forward on both views: 2 x the XLA FLOPs of one block.
-            block = block_forward_flops(setup.encoder, params, config.fl.batch_size)
-            row.update(step_flops_no_dropout=cost.flops,
-                       step_flops=cost.flops - dropout * spec.frozen_blocks * 2 * block)
+            # count is that of no block dropped. Every droppable block costs
+            # the same: the saving of one is measured by compiling the step
+            # with block 0 skipped; the expected count drops p x that per
+            # droppable block.
+            one_dropped = (False,) + (True,) * (spec.num_blocks - 1)
+            saving = cost.flops - step_cost(
+                fns, params, state, public, spec, config.fl.batch_size,
+                config.model.image_size, one_dropped).flops
+            row.update(step_flops_no_dropout=cost.flops, block_dropout_saving_flops=saving,
+                       step_flops=cost.flops - dropout * spec.droppable_blocks * saving)
     return row
-
-
-def block_forward_flops(encoder: ViTEncoder, params: dict, batch_size: int) -> float:
-    """XLA FLOPs of one transformer block's forward on `[B, T, D]` tokens."""
-    tokens = jax.ShapeDtypeStruct((batch_size, encoder.cfg.num_tokens, encoder.cfg.width),
-                                  jnp.float32)
-    one = {block_name(1): abstract(params[block_name(0)])}   # every block has one shape
-    return compiled_cost(lambda p, t: encoder.run_segment(p, t, 1, 2), one, tokens).flops

@@ -4,10 +4,11 @@
     plots.plot_run('runs/quickstart_layerwise')        # -> <workdir>/plots/*.png
     plots.plot_overlay([read_run(a), read_run(b)], 'runs/compare')
 
-Three figures, each drawn by one function over a list of runs (a single run
+Four figures, each drawn by one function over a list of runs (a single run
 is a list of one): `loss.png` (mean client loss per round, stage ends
 dashed), `accuracy.png` (kNN and linear-probe top-1 at each stage end and at
-the end) and `communication.png` (cumulative MB per client). matplotlib is
+the end), `communication.png` (cumulative MB per client) and
+`divergence.png` (client divergence per round, paper Fig. 6). matplotlib is
 imported inside the functions, with the Agg backend, so that importing this
 module costs nothing and works without a display.
 """
@@ -17,7 +18,7 @@ import os
 from lwfedssl_jax.run_record import RunRecord, comm_curve, read_run, stage_spans
 
 MB = 2 ** 20
-FIGURES = ('loss', 'accuracy', 'communication')
+FIGURES = ('loss', 'accuracy', 'communication', 'divergence')
 
 
 def plot_run(workdir: str) -> list[str]:
@@ -40,7 +41,7 @@ def plot_overlay(records: list[RunRecord], outdir: str) -> list[str]:
         raise ValueError('plot_overlay needs at least one run.')
     os.makedirs(outdir, exist_ok=True)
     draw = {'loss': loss_figure, 'accuracy': accuracy_figure,
-            'communication': communication_figure}
+            'communication': communication_figure, 'divergence': divergence_figure}
     paths = []
     for name in FIGURES:
         paths.append(_save(draw[name](records), os.path.join(outdir, f'{name}.png')))
@@ -124,6 +125,25 @@ def communication_figure(records: list[RunRecord]):
     ax.set_title('Communication (solid: down + up; dashed: + stage-end broadcasts, '
                  'public set)', fontsize=10)
     ax.legend(fontsize=8)
+    return fig
+
+
+def divergence_figure(records: list[RunRecord]):
+    """Client divergence per round (paper Fig. 6): a random reporting
+    client's mean L2 distance to the others over the exchanged parameters.
+    Runs logged before it was measured are left out."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, record in enumerate(records):
+        rounds = [r for r in record.rounds if r.get('divergence') is not None]
+        if rounds:
+            ax.plot([r['step'] for r in rounds], [r['divergence'] for r in rounds],
+                    color=_color(i), label=record.label)
+    ax.set_xlabel('global round')
+    ax.set_ylabel('mean L2 distance to the other clients')
+    ax.set_title('Client divergence (cf. paper Fig. 6)')
+    if ax.lines:
+        ax.legend(fontsize=8)
     return fig
 
 

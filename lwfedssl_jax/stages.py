@@ -21,7 +21,7 @@ patch/class/position embedding belongs to group 0 (paper §1.4).
 import dataclasses
 
 from lwfedssl_jax.errors import ConfigError, did_you_mean
-from lwfedssl_jax.models.vit import EMBED, NORM, block_name
+from lwfedssl_jax.models.vit import BLOCK_PREFIX, EMBED, NORM, block_name
 
 MODES = ('e2e', 'layerwise', 'progressive')
 
@@ -55,6 +55,13 @@ class StageSpec:
     def frozen(self) -> tuple[str, ...]:
         """Present parts that are not trained (the frozen prefix)."""
         return tuple(p for p in self.present if p not in self.trainable)
+
+    @property
+    def droppable_blocks(self) -> int:
+        """Blocks depth dropout may skip: `[0, droppable_blocks)`, every
+        present block but the stage's new ones (frozen ones in layer-wise
+        mode, earlier trained ones in progressive mode; none in e2e)."""
+        return self.num_blocks - sum(p.startswith(BLOCK_PREFIX) for p in self.new)
 
 
 def _group_parts(group: int, blocks_per_stage: int) -> tuple[str, ...]:

@@ -266,14 +266,15 @@ def _relations(config) -> list:
                                   f'must be <= fl.num_clients={fl.num_clients}.'))
     unknown = [a for a in fl.addons if a not in addons.ADDONS]
     if unknown or len(set(fl.addons)) != len(fl.addons):
-        errors.append(ConfigError('fl.addons', tuple(fl.addons), f'each of '
-                                  f'{sorted(addons.ADDONS)} at most once.'
+        what = f'{unknown[0]!r} is unknown' if unknown else 'an add-on is repeated'
+        errors.append(ConfigError('fl.addons', tuple(fl.addons), f'{what}; allowed: each '
+                                  f'of {sorted(addons.ADDONS)} at most once.'
                                   + (did_you_mean(unknown[0], addons.ADDONS) if unknown
                                      else '')))
-    if fl.depth_dropout > 0 and config.mode != 'layerwise':
+    if fl.depth_dropout > 0 and config.mode == 'e2e':
         errors.append(ConfigError(
-            'fl.depth_dropout', fl.depth_dropout, f'drops frozen blocks, and mode='
-            f'{config.mode} has none; it is implemented for mode=layerwise only.'))
+            'fl.depth_dropout', fl.depth_dropout, 'drops the blocks of earlier stages, and '
+            'mode=e2e has one stage; use mode=layerwise or progressive.'))
     if fl.client_execution == 'chunked' and fl.client_chunk < 1:
         errors.append(ConfigError('fl.client_chunk', fl.client_chunk,
                                   'fl.client_execution=chunked needs a chunk >= 1.'))

@@ -1,6 +1,10 @@
 """Reading run directories back (`run_record`) and drawing their curves
 (`plots`), on fake run directories with hand-checkable numbers."""
 
+import json
+import os
+
+import numpy as np
 import pytest
 
 from lwfedssl_jax import plots
@@ -92,20 +96,20 @@ def test_stage_spans_and_boundaries(tmp_path):
     assert stage_boundaries(e2e) == []
 
 
-def test_plot_run_writes_three_pngs_under_plots(tmp_path):
+def test_plot_run_writes_the_pngs_under_plots(tmp_path):
     workdir = layerwise_run(tmp_path / 'lw')
     paths = plots.plot_run(workdir)
     assert paths == [str(tmp_path / 'lw' / 'plots' / f'{name}.png')
-                     for name in ('loss', 'accuracy', 'communication')]
+                     for name in ('loss', 'accuracy', 'communication', 'divergence')]
     assert all(is_png(p) for p in paths)
 
 
-def test_plot_overlay_writes_three_pngs_for_several_runs(tmp_path):
+def test_plot_overlay_writes_the_pngs_for_several_runs(tmp_path):
     records = [read_run(layerwise_run(tmp_path / 'lw')),
                read_run(run_fixtures.write_run(tmp_path / 'u', ROUNDS[:1], finished=False))]
     paths = plots.plot_overlay(records, str(tmp_path / 'out'))
     assert [p.rsplit('/', 1)[-1] for p in paths] == ['loss.png', 'accuracy.png',
-                                                     'communication.png']
+                                                     'communication.png', 'divergence.png']
     assert all(is_png(p) for p in paths)
 
 
@@ -139,3 +143,17 @@ def test_figures_draw_the_runs_numbers(tmp_path):
     assert list(knn[1].get_ydata()) == [61.0]           # final
     assert list(knn[2].get_ydata()) == [20.0, 20.0]     # random encoder (horizontal)
     plt.close(fig)
+
+
+def test_divergence_figure_draws_the_logged_values(tmp_path):
+    workdir = layerwise_run(tmp_path / 'lw')
+    path = os.path.join(workdir, 'metrics.jsonl')
+    lines = [json.loads(l) for l in open(path)]
+    for i, line in enumerate(l for l in lines if l['kind'] == 'round'):
+        line['divergence'] = 0.5 / (i + 1)
+    with open(path, 'w') as f:
+        f.writelines(json.dumps(l) + '\n' for l in lines)
+    fig = plots.divergence_figure([read_run(workdir)])
+    (line,) = fig.axes[0].lines
+    assert list(line.get_xdata()) == [1, 2, 3]
+    np.testing.assert_allclose(line.get_ydata(), [0.5, 0.25, 0.5 / 3])

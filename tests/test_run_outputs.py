@@ -76,7 +76,7 @@ def test_tensorboard_holds_the_logged_metrics(run):
 
 def test_plots_are_written(run):
     workdir, _ = run
-    for name in ('loss', 'accuracy', 'communication'):
+    for name in ('loss', 'accuracy', 'communication', 'divergence'):
         with open(os.path.join(workdir, 'plots', f'{name}.png'), 'rb') as f:
             data = f.read()
         assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 10_000, name

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import cifar10_vit_tiny, common, quickstart, table2
+from configs import cifar10_vit_tiny, common, quickstart, table2, tables6_8
 from lwfedssl_jax import validation
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, did_you_mean
 from lwfedssl_jax.validation import RULES, check_config
@@ -25,6 +25,9 @@ def _variants():
     yield 'vit_tiny:smoke', cifar10_vit_tiny.get_config('smoke=1')
     for row, scale in itertools.product(table2.ROWS, table2.SCALES):
         yield f'table2:{row},{scale}', table2.get_config(f'row={row},scale={scale}')
+    for row, scale in itertools.product(tables6_8.ROWS, tables6_8.SCALES):
+        if not (row.startswith('beta') and scale == 'paper'):   # needs a MedMNIST file
+            yield f'tables6_8:{row},{scale}', tables6_8.get_config(f'row={row},scale={scale}')
 
 
 def test_every_shipped_config_passes():
@@ -32,7 +35,8 @@ def test_every_shipped_config_passes():
     for name, config in _variants():
         check_config(config)
         names.append(name)
-    assert len(names) == 2 * 9 + 2 + len(table2.ROWS) * len(table2.SCALES)
+    assert len(names) == (2 * 9 + 2 + len(table2.ROWS) * len(table2.SCALES)
+                          + len(tables6_8.ROWS) * 3 - 9)
 
 
 def test_rules_cover_exactly_the_fixed_keys_of_the_base_config():

@@ -25,6 +25,7 @@ too. Two separate figures report it:
               participation both figures are equal; `worst_case` bounds it.
 """
 
+from lwfedssl_jax.models.vit import block_name
 from lwfedssl_jax.utils.tree import num_bytes
 
 POLICIES = ('default', 'worst_case')
@@ -78,6 +79,19 @@ def catch_up(held, selected, frozen_part_bytes) -> tuple[float, list]:
         total += sum(frozen_part_bytes[held[c]:])
         held[c] = max(held[c], len(frozen_part_bytes))
     return total / max(len(selected), 1), held
+
+
+def dropped_block_bytes(keep, exchanged, block_bytes: int) -> float:
+    """Mean bytes, over a round's participants, of the exchanged blocks they
+    dropped (depth dropout: neither downloaded nor uploaded).
+
+    Args:
+      keep: `[K, num_blocks]` bool, the blocks each participant ran.
+      exchanged: the stage's exchanged part names.
+      block_bytes: bytes of one block (every block has the same shapes).
+    """
+    sent = [i for i in range(len(keep[0])) if block_name(i) in exchanged]
+    return block_bytes * sum(not row[i] for row in keep for i in sent) / len(keep)
 
 
 def paper_gb(num: int | float) -> float:

@@ -10,7 +10,7 @@ cost summed over all of its local epochs (E x R), not over its examples.
 import jax
 import numpy as np
 
-from lwfedssl_jax.models.vit import BLOCK_PREFIX, ViTEncoder
+from lwfedssl_jax.models.vit import ViTEncoder, block_name
 from lwfedssl_jax.stages import StageSpec
 
 
@@ -36,19 +36,23 @@ def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dic
       spec: the stage.
       head_params: `{head_name: params}` (shapes suffice) of the SSL heads.
       samples_per_step: 1 for MoCo v3 / BYOL, 2 for SimCLR.
-      depth_dropout: probability p that a frozen block is skipped: frozen
-        blocks count (1 - p) times (the expected cost; the embedding and
-        other frozen parts are never dropped).
+      depth_dropout: probability p that a droppable block
+        (`spec.droppable_blocks`: frozen blocks in layer-wise mode, earlier
+        trained ones in progressive mode) is skipped: those count (1 - p)
+        times (the expected cost; the embedding, the new blocks and the heads
+        are never dropped).
     """
     def forward(part):
         if part in head_params:
             return dense_macs(head_params[part])
         return encoder.part_forward_macs(part)
 
-    def kept(part):
-        return (1 - depth_dropout) if part.startswith(BLOCK_PREFIX) else 1
+    droppable = {block_name(i) for i in range(spec.droppable_blocks)}
 
-    trained = sum(forward(p) for p in spec.trainable)
+    def kept(part):
+        return (1 - depth_dropout) if part in droppable else 1
+
+    trained = sum(kept(p) * forward(p) for p in spec.trainable)
     frozen = sum(kept(p) * forward(p) for p in spec.frozen)
     total = samples_per_step * (3 * trained + frozen)
     return total if depth_dropout else int(total)

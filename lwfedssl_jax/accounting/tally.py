@@ -47,7 +47,8 @@ class ResourceTally:
         self.public_data_bytes += stage_row['public_data_bytes']
 
     def add_round(self, frozen, sent, upload, stage_row: dict,
-                  client_steps, catch_up_bytes: float = 0) -> dict:
+                  client_steps, catch_up_bytes: float = 0,
+                  dropped_bytes: float = 0) -> dict:
         """Adds one round and returns this round's per-client figures.
 
         Args:
@@ -58,9 +59,12 @@ class ResourceTally:
           stage_row: the stage's `builders.stage_resources` row.
           client_steps: local steps of each participating client `[K]`.
           catch_up_bytes: this round's `comm.catch_up` mean.
+          dropped_bytes: this round's `comm.dropped_block_bytes` (blocks
+            neither downloaded nor uploaded).
         """
         down, up = comm.round_bytes(frozen, sent, upload, 'default')
         worst, _ = comm.round_bytes(frozen, sent, upload, 'worst_case')
+        down, up, worst = down - dropped_bytes, up - dropped_bytes, worst - dropped_bytes
         step_flops = stage_row.get('step_flops')
         xla = (None if step_flops is None or self.xla_flops is None
                else step_flops * float(np.mean(client_steps)))

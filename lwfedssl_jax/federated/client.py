@@ -92,11 +92,16 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
     """
     copied = target_parts(spec, method)
 
-    def encode_fn(params, h):
-        # Trainable segment on top of the frozen prefix, then the pooled token.
-        tokens = encoder.run_segment(params, h, spec.frozen_blocks,
-                                     spec.num_blocks)
-        return encoder.pool(params, tokens)
+    def make_encode(keep=None):
+        def encode_fn(params, h):
+            # Trainable segment on top of the frozen prefix, then the pooled
+            # token; `keep` skips some of its blocks (depth dropout).
+            tokens = encoder.run_segment(params, h, spec.frozen_blocks,
+                                         spec.num_blocks, keep)
+            return encoder.pool(params, tokens)
+        return encode_fn
+
+    encode_fn = make_encode()
 
     def prefix(frozen, view, keep=None):
         # Frozen blocks [0, frozen_blocks): identity when nothing is frozen;
@@ -119,19 +124,24 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
     def step(frozen, trainable, target, opt_state, images, key, anchor, context,
              momentum):
         v1, v2 = augment.two_views(key, images, augment_cfg)
-        keep = context.keep_blocks
-        h1, h2 = prefix(frozen, v1, keep), prefix(frozen, v2, keep)
+        keep = context.keep_blocks   # [num_blocks] or None
+        if keep is None:
+            keep_prefix, encode = None, encode_fn
+        else:   # the frozen prefix's entries, then the trained segment's
+            keep_prefix = keep[:spec.frozen_blocks]
+            encode = make_encode(keep[spec.frozen_blocks:])
+        h1, h2 = prefix(frozen, v1, keep_prefix), prefix(frozen, v2, keep_prefix)
 
         def loss_of(online):
-            loss, metrics = method.loss_fn(online, target, encode_fn, h1, h2,
+            loss, metrics = method.loss_fn(online, target, encode, h1, h2,
                                            context.negatives)
             if loss_terms:
                 inputs = TermInputs(
                     online=online, anchor=anchor,
-                    project=lambda x: method.project_fn(online, encode_fn,
-                                                        prefix(frozen, x)),
+                    project=lambda x: method.project_fn(online, encode,
+                                                        prefix(frozen, x, keep_prefix)),
                     context=context, key=jax.random.fold_in(key, 1),
-                    project_view=lambda p: method.project_fn(p, encode_fn, h1))
+                    project_view=lambda p: method.project_fn(p, encode, h1))
                 for term in loss_terms:
                     term_loss, term_metrics = term(inputs)
                     loss = loss + term_loss
@@ -149,6 +159,18 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
 
     return LocalStep(step=step, init_opt=init_opt, init_target=init_target,
                      represent=represent)
+
+
+def depth_dropout_keep(key: jax.Array, spec: StageSpec, rate: float) -> jax.Array:
+    """`[num_blocks]` bool: the blocks a client runs this round.
+
+    Each droppable block (`spec.droppable_blocks`) is dropped with
+    probability `rate`, from the client's round key (so the accounting can
+    redraw the same masks); the stage's new blocks are always kept.
+    """
+    dropped = spec.droppable_blocks
+    draw = jax.random.uniform(jax.random.fold_in(key, DEPTH_DROPOUT_KEY), (dropped,))
+    return jnp.concatenate([draw >= rate, jnp.ones(spec.num_blocks - dropped, bool)])
 
 
 def num_local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
@@ -184,9 +206,12 @@ def make_local_train(local: LocalStep, spec: StageSpec,
                      total_rounds: int, depth_dropout: float = 0.0) -> Callable:
     """One client's local training for one round.
 
-    With `depth_dropout` p > 0, each frozen block is skipped for the whole
-    round with probability p, drawn per client per round (paper Table 6 DD;
-    spec §6: the newest, trained block is never dropped).
+    With `depth_dropout` p > 0, each of the stage's droppable blocks (all
+    present blocks but the new ones: `StageSpec.droppable_blocks`) is skipped
+    for the whole round with probability p, drawn per client per round
+    (`depth_dropout_keep`; paper Table 6 DD, spec §6). A skipped trained
+    block (progressive mode) gets no gradient, and the round function
+    neither counts its upload nor, in the accounting, its download.
 
     Returns `local_train(frozen, sent, state, images, num_examples, key,
     round_index, public)` -> `(upload, new_state, metrics)` where:
@@ -222,9 +247,8 @@ def make_local_train(local: LocalStep, spec: StageSpec,
         trainable = select(start.online, spec.trainable)
         target = local.init_target(trainable) if start.target is None else start.target
         context = algorithm.client_context(sent, state, public)
-        if depth_dropout > 0 and spec.frozen_blocks > 0:
-            keep = jax.random.uniform(jax.random.fold_in(key, DEPTH_DROPOUT_KEY),
-                                      (spec.frozen_blocks,)) >= depth_dropout
+        keep = depth_dropout_keep(key, spec, depth_dropout)
+        if depth_dropout > 0 and spec.droppable_blocks > 0:
             context = context._replace(keep_blocks=keep)
         carry0 = (trainable, target, local.init_opt(frozen, trainable))
 
@@ -253,7 +277,8 @@ def make_local_train(local: LocalStep, spec: StageSpec,
                                              batch_size))
         extras, new_state = algorithm.client_final(result)
         upload = Upload(select({**received, **trainable}, spec.exchanged), extras)
-        return upload, new_state, {'loss': losses.sum() / steps, 'steps': steps}
+        return upload, new_state, {'loss': losses.sum() / steps, 'steps': steps,
+                                   'keep': keep}
 
     return local_train
 

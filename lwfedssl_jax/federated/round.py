@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from lwfedssl_jax import sharding
 from lwfedssl_jax.federated.aggregate import Aggregator, ServerUpdate
 from lwfedssl_jax.federated.algorithms.base import FederatedAlgorithm, Sent
+from lwfedssl_jax.models.vit import BLOCK_PREFIX
 
 
 DIVERGENCE_KEY = 2**31 - 1   # fold_in index of the divergence's client choice
@@ -112,6 +113,20 @@ class RoundFunction:
         return self.jitted(*args)
 
 
+def _aggregate_kept(aggregator, global_params, uploaded, weights, keep, round_in_stage):
+    """Part by part; block i's weights are zero for clients that dropped it
+    (`keep` `[K, num_blocks]`)."""
+    out = {}
+    for part, stacked in uploaded.items():
+        w = (weights * keep[:, int(part[len(BLOCK_PREFIX):])]
+             if part.startswith(BLOCK_PREFIX) else weights)
+        new = aggregator.aggregate({part: global_params[part]}, {part: stacked}, w,
+                                   round_in_stage)[part]
+        out[part] = jax.tree.map(lambda a, g: jnp.where(jnp.sum(w) > 0, a, g), new,
+                                 global_params[part])
+    return out
+
+
 def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array) -> jax.Array:
     """Paper Fig. 6: a randomly chosen reporting client's mean L2 distance to
     the other reporting clients, over the uploaded (exchanged) parameters.
@@ -136,8 +151,12 @@ def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array) -> ja
 
 def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
                   aggregator: Aggregator, server_update: ServerUpdate,
-                  mesh=None) -> RoundFunction:
+                  mesh=None, depth_dropout: bool = False) -> RoundFunction:
     """Builds the round function of a stage (see `RoundFunction`).
+
+    With `depth_dropout`, each exchanged block is aggregated over the clients
+    that kept it this round (the local training's `keep` metric); a block
+    no reporting client kept stays as it was.
 
     With a `mesh` (see `sharding.py`), the participating clients are split
     over its devices: their data, local training and uploads are laid out
@@ -160,8 +179,12 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
             uploads = jax.lax.with_sharding_constraint(
                 uploads, sharding.client_sharded(mesh))
         weights = client_sizes.astype(jnp.float32) * reported
-        aggregated = aggregator.aggregate(state.server.params, uploads.params,
-                                          weights, round_in_stage)
+        if depth_dropout:
+            aggregated = _aggregate_kept(aggregator, state.server.params, uploads.params,
+                                         weights, metrics['keep'], round_in_stage)
+        else:
+            aggregated = aggregator.aggregate(state.server.params, uploads.params,
+                                              weights, round_in_stage)
         params, opt_state = server_update.apply(state.server.params, aggregated,
                                                 state.server.opt_state)
         if mesh is not None:

@@ -194,7 +194,8 @@ class ViTEncoder:
             is skipped (identity; depth dropout). Each block is a
             `lax.cond`, so a skipped block is not computed when the
             predicate is a scalar at run time (not under `vmap`, which turns
-            `cond` into `select` and computes both branches).
+            `cond` into `select` and computes both branches). A tuple of
+            Python bools skips blocks at trace time (for cost measurement).
 
         Returns:
           Tokens `[B, T, D]` after block `stop - 1` (or `x` unchanged if the
@@ -204,8 +205,10 @@ class ViTEncoder:
             x = self._embed.apply({'params': params[EMBED]}, x)
         for i in range(start, stop):
             block = functools.partial(self._block.apply, {'params': params[block_name(i)]})
-            x = block(x) if keep is None else jax.lax.cond(keep[i - start], block,
-                                                           lambda t: t, x)
+            if keep is None or (isinstance(keep, tuple) and keep[i - start]):
+                x = block(x)
+            elif not isinstance(keep, tuple):
+                x = jax.lax.cond(keep[i - start], block, lambda t: t, x)
         return x
 
     def pool(self, params: dict, tokens: jax.Array) -> jax.Array:

@@ -148,3 +148,19 @@ def test_divergence_is_the_mean_distance_of_one_reporting_client_to_the_others()
 def test_unknown_addon_is_refused():
     with pytest.raises(ValueError, match=r"fl.addons=\('moon',\).*'moon' is unknown"):
         addons.make_addons(('moon',), _spec(), {})
+
+
+def test_partial_participation_with_dropout_compiles_once_per_stage(tmp_path):
+    from configs import tables6_8
+    from lwfedssl_jax import train
+    config = tables6_8.get_config('row=part25_lw,scale=smoke')
+    config.unlock()
+    config.fl.dropout = 0.5
+    summary = train.run(config, str(tmp_path))
+    assert config.fl.num_clients == 12 and config.fl.clients_per_round == 3
+    assert [r['round_fn_traces'] for r in summary['stages']] == [1, 1]
+    import json
+    lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+    reported = [l['reported'] for l in lines if l['kind'] == 'round']
+    assert all(len(r) == 3 for r in reported)
+    assert any(not all(r) for r in reported) or len(reported) < 3

@@ -86,7 +86,7 @@ NO_PUBLIC = PublicData(jnp.zeros((0, 8, 8, 3), jnp.uint8), jnp.zeros((0, 0)))
 
 def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
                n_max=16, num_clients=4, algorithm='fedavg', mesh=None, method=METHOD,
-               addon_kwargs=None, **algorithm_kwargs):
+               addon_kwargs=None, depth_dropout=0.0, **algorithm_kwargs):
     """(round_fn, initial round state) of a tiny run with `algorithm` and the
     add-ons `addon_kwargs` ({name: kwargs})."""
     params = full_params()
@@ -98,10 +98,12 @@ def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
     local = client_lib.make_local_step(ENC, method, spec, tx or tx_for(spec), AUG,
                                        algo.loss_terms)
     train = client_lib.make_local_train(local, spec, algo, method, batch_size=batch_size,
-                                        epochs=epochs, max_examples=n_max, total_rounds=4)
+                                        epochs=epochs, max_examples=n_max, total_rounds=4,
+                                        depth_dropout=depth_dropout)
     server = aggregate.make_server_update('none')
     round_fn = make_round_fn(client_lib.make_clients_update(train, execution, chunk),
-                             algo, aggregate.make_aggregator('fedavg'), server, mesh)
+                             algo, aggregate.make_aggregator('fedavg'), server, mesh,
+                             depth_dropout=depth_dropout > 0)
     state = init_round_state(algo, server, params, spec.exchanged, num_clients)
     return round_fn, state, select(params, spec.frozen)
 

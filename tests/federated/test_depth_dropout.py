@@ -48,7 +48,7 @@ def test_a_step_with_a_dropped_block_equals_one_on_the_shorter_model():
     args = (frozen, trainable, local.init_target(trainable),
             local.init_opt(frozen, trainable), tc.images(8), jax.random.key(5),
             select(params, spec.exchanged))
-    keep = jnp.asarray([True, False, True])
+    keep = jnp.asarray([True, False, True, True])   # [num_blocks]; block 3 is trained
     dropped = local.step(*args, StepContext(keep_blocks=keep), 0.99)
     # Second path: block 1 replaced by an identity (zero residual branches
     # make a pre-LN block exactly the identity).
@@ -71,10 +71,12 @@ def test_paper_flops_count_frozen_blocks_at_one_minus_p():
 
 @pytest.fixture(scope='module')
 def stage_rows():
-    """Last-stage resource rows of the quickstart model, p = 0 and 0.5."""
+    """Last-stage resource rows of the quickstart model, p = 0 and 0.5, in
+    layer-wise and progressive mode."""
     rows = {}
-    for p in (0.0, 0.5):
-        config = quickstart.get_config('mode=layerwise')
+    for mode, p in (('layerwise', 0.0), ('layerwise', 0.5), ('progressive', 0.0),
+                    ('progressive', 0.5)):
+        config = quickstart.get_config(f'mode={mode}')
         config.unlock()
         config.fl.depth_dropout = p
         config.log.step_flops = 'last_stage'
@@ -84,21 +86,58 @@ def stage_rows():
         fns = builders.build_stage(setup, spec, config, 4, 340)
         state = jax.eval_shape(lambda q: builders.init_round_state(setup, fns, spec, q, 4),
                                params)
-        rows[p] = builders.stage_resources(setup, spec, setup.plan[-2], params, state,
-                                           public_set.abstract_public(setup, config), fns,
-                                           config)
-        rows[p]['block'] = builders.block_forward_flops(setup.encoder, params,
-                                                         config.fl.batch_size)
+        rows[mode, p] = builders.stage_resources(
+            setup, spec, setup.plan[-2], params, state,
+            public_set.abstract_public(setup, config), fns, config)
     return rows
 
 
-def test_xla_step_flops_fall_by_the_skipped_blocks(stage_rows):
-    base, dd = stage_rows[0.0], stage_rows[0.5]
+@pytest.mark.parametrize('mode', ['layerwise', 'progressive'])
+def test_xla_step_flops_fall_by_the_skipped_blocks(stage_rows, mode):
+    base, dd = stage_rows[mode, 0.0], stage_rows[mode, 0.5]
     assert dd['step_flops_no_dropout'] == base['step_flops']
-    # 3 frozen blocks, each skipped w.p. 0.5, on both views.
-    np.testing.assert_allclose(dd['step_flops'],
-                               base['step_flops'] - 0.5 * 3 * 2 * dd['block'], rtol=1e-9)
-    assert dd['step_flops'] < base['step_flops']
-    # The block's XLA count is close to the model's own MAC count x 2.
-    assert dd['block'] > 0
+    saving = dd['block_dropout_saving_flops']
+    # 3 droppable blocks at the last of 4 stages, each skipped w.p. 0.5.
+    np.testing.assert_allclose(dd['step_flops'], base['step_flops'] - 0.5 * 3 * saving,
+                               rtol=1e-9)
+    # Skipping a trained block saves its backward too: about 3x a frozen one.
+    assert saving > 0
+    if mode == 'progressive':
+        ratio = saving / stage_rows['layerwise', 0.5]['block_dropout_saving_flops']
+        assert 2.0 < ratio < 4.5, ratio
     assert dd['paper_flops_per_round'] < base['paper_flops_per_round']
+
+
+def test_progressive_paper_flops_count_earlier_trained_blocks_at_one_minus_p():
+    spec = make_stage_plan('progressive', depth=4, blocks_per_stage=1, total_rounds=4,
+                           head_names=tc.METHOD.head_names)[3]
+    assert spec.droppable_blocks == 3 and spec.frozen_blocks == 0
+    enc = ViTEncoder(CFG4)
+    heads = tc.METHOD.init_heads(jax.random.key(1), CFG4.width)
+    base = flops.per_sample_epoch_macs(enc, spec, heads)
+    dd = flops.per_sample_epoch_macs(enc, spec, heads, depth_dropout=0.3)
+    np.testing.assert_allclose(base - dd, 0.3 * 3 * 3 * enc.part_forward_macs(block_name(0)),
+                               rtol=1e-12)
+
+
+def test_progressive_blocks_are_averaged_over_the_clients_that_kept_them():
+    spec = tc.stage('progressive', 1)         # blocks 0 (droppable) and 1 (new)
+    round_fn, state, frozen = tc.make_round(spec, depth_dropout=0.5)
+    data = tc.images(64).reshape(4, 16, 8, 8, 3)
+    sizes = np.array([16, 8, 12, 4])
+    new, uploads, metrics = tc.run_round(round_fn, state, frozen, data, sizes, [0, 1, 2, 3],
+                                         key=11)
+    keep = np.asarray(metrics['keep'])
+    assert keep.shape == (4, 2) and keep[:, 1].all()
+    assert 0 < keep[:, 0].sum() < 4, keep   # this key drops block 0 for some clients
+    for part, kept in (('block_00', keep[:, 0]), ('block_01', keep[:, 1])):
+        w = sizes * kept
+        jax.tree.map(lambda g, u: np.testing.assert_allclose(
+            g, np.tensordot(w / w.sum(), np.asarray(u, np.float64), axes=1),
+            rtol=1e-5, atol=1e-6), new.server.params[part], uploads.params[part])
+    # The masks are the accounting's: redrawn from the clients' round keys.
+    from lwfedssl_jax.federated.client import depth_dropout_keep
+    key = jax.random.key(11)
+    again = np.stack([np.asarray(depth_dropout_keep(jax.random.fold_in(key, c), spec, 0.5))
+                      for c in range(4)])
+    np.testing.assert_array_equal(again, keep)
