@@ -105,7 +105,7 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     set_method(c, method)
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = 'digits'        # digits | tfds:<name> | folder:<path> | synthetic
+    c.data.source = 'digits'        # digits | tfds:<name> | folder:<path> | medmnist:<npz> | synthetic
     c.data.data_dir = config_dict.placeholder(str)   # tfds data_dir
     c.data.download = False         # tfds downloads only when asked
     c.data.cache_dir = config_dict.placeholder(str)  # folder: decoded-array cache

@@ -34,7 +34,7 @@ digits clients hold about 13 images each, so their batch is 8 and they run 2
 local epochs over 32 rounds (8 per stage).
 """
 
-from configs import cifar10_vit_tiny, common, quickstart
+from configs import cifar10_vit_tiny, common, medmnist, quickstart
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 MODES = {'fedmocov3': 'e2e', 'lw': 'layerwise', 'prog': 'progressive'}
@@ -80,7 +80,6 @@ def get_config(arg=None):
         if not a.path:
             raise ConfigError(':path', a.path, 'Table 13 at paper scale reads MedMNIST: '
                               'give the .npz, e.g. :path=data/bloodmnist_64.npz.')
-        from configs import medmnist   # its reader checks the file: only when used
         c = medmnist.get_config(f'path={a.path},mode={mode},beta={extra["beta"]}')
     elif a.scale == 'paper':
         c = cifar10_vit_tiny.get_config(f'mode={mode}')
@@ -95,12 +94,9 @@ def get_config(arg=None):
         c.fl.num_clients = c.fl.clients_per_round = extra['clients']
         if a.scale == 'quickstart':
             c.fl.batch_size, c.fl.local_epochs, c.fl.total_rounds = 8, 2, 32
-        elif smoke:
-            c.fl.num_clients = c.fl.clients_per_round = 12
-            c.fl.batch_size = 4
+        elif smoke:   # 100 clients of 8 synthetic images
+            c.data.synthetic_train, c.fl.batch_size = 800, 4
     for key, value in fl.items():
         c.fl[key] = value
-    if smoke and 'clients_per_round' in fl:
-        c.fl.clients_per_round = fl['clients_per_round'] * c.fl.num_clients // 100
     c.lock()
     return c

@@ -129,9 +129,9 @@ def communication_figure(records: list[RunRecord]):
 
 
 def divergence_figure(records: list[RunRecord]):
-    """Client divergence per round (paper Fig. 6): a random reporting
-    client's mean L2 distance to the others over the exchanged parameters.
-    Runs logged before it was measured are left out."""
+    """Client divergence per round (paper Fig. 6; `round.client_divergence`):
+    a random reporting client's mean per-parameter RMS distance to the
+    others. Runs logged before it was measured are left out."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, record in enumerate(records):
@@ -140,7 +140,7 @@ def divergence_figure(records: list[RunRecord]):
             ax.plot([r['step'] for r in rounds], [r['divergence'] for r in rounds],
                     color=_color(i), label=record.label)
     ax.set_xlabel('global round')
-    ax.set_ylabel('mean L2 distance to the other clients')
+    ax.set_ylabel('RMS distance per parameter to the others')
     ax.set_title('Client divergence (cf. paper Fig. 6)')
     if ax.lines:
         ax.legend(fontsize=8)

@@ -29,6 +29,7 @@ from lwfedssl_jax import builders, plots, public_set, summaries, validation
 from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
+from lwfedssl_jax.data import partition_report
 from lwfedssl_jax.data.federated import FederatedData
 from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
@@ -103,6 +104,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         state = _restore_or_start(setup, config, workdir, ckpt, fed)
         writer = RunWriter(workdir, resume_step=state.global_round)
         writer.write_json('config.json', config.to_dict())
+        split = partition_report.write_partition_report(workdir, fed.indices, fed.labels,
+                                                        dataset.num_classes)
+        print(f'[lwfedssl] partition {split["hash"][:16]}: label histogram per client in '
+              f'{os.path.join(workdir, partition_report.REPORT_FILE)}', flush=True)
         summary, params = _train(setup, config, dataset, fed, public, state, writer,
                                  ckpt, on_stage_end, t_start)
     finally:
@@ -137,6 +142,7 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
     writer.tb.scalars(state.global_round, {f'final/{k}': v for k, v in final.items()})
     summary = {
         'mode': config.mode, 'final_eval': final, 'stages': stage_rows,
+        'partition_hash': partition_report.partition_hash(fed.indices),
         'evals': [{'stage': r['stage'], **r['eval']} for r in stage_rows
                   if 'eval' in r],
         'fl_algorithm': config.fl.algorithm, 'ssl_method': config.ssl.name,

@@ -297,8 +297,9 @@ def _relations(config) -> list:
 
 
 def _source_errors(source: str) -> list:
-    """The form of `data.source` (and a folder on disk); tfds names are
-    checked when the data is read (that needs the tfds catalogue)."""
+    """The form of `data.source` (and a folder or a MedMNIST `.npz` on disk);
+    tfds names and the `.npz` contents are checked when the data is read
+    (that needs the tfds catalogue, or decompressing the file)."""
     kind, sep, arg = source.partition(':')
     if kind not in sources.SOURCES:
         fix = f'for a TFDS dataset write tfds:{source}.' if not sep else None
@@ -314,6 +315,10 @@ def _source_errors(source: str) -> list:
         if missing:
             return [ConfigError('data.source', source, f'{root} lacks {missing}: expected '
                                 f'{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg.')]
+    if kind == 'medmnist':
+        problem = sources.medmnist_path_problem(arg)   # the loader's own rule
+        if problem:
+            return [ConfigError('data.source', source, problem)]
     return []
 
 

@@ -93,3 +93,15 @@ def test_compare_reads_the_run(run, tmp_path):
     assert len(rows) == 2
     assert f'{summary["final_eval"]["knn_top1"]:.1f}' in rows[0]
     assert os.path.exists(tmp_path / 'compare.md')
+
+
+def test_partition_report(run):
+    workdir, _ = run
+    report = json.load(open(os.path.join(workdir, 'partition.json')))
+    summary = json.load(open(os.path.join(workdir, 'summary.json')))
+    assert report['hash'] == summary['partition_hash'] and len(report['hash']) == 64
+    hist = np.asarray(report['label_histogram'])
+    assert hist.shape == (3, 10)                       # smoke: 3 clients, 10 classes
+    assert hist.sum(axis=1).tolist() == report['sizes'] == [32, 32, 32]
+    with open(os.path.join(workdir, 'plots', 'partition.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -12,7 +12,7 @@ _PROGRESS_MIN = 2000
 
 
 class ImageDataset(NamedTuple):
-    """A labelled train/test image dataset in host memory.
+    """A labelled train/test (and optionally validation) image dataset in host memory.
 
     Attributes:
         name: the ``source`` string it was loaded from.
@@ -21,6 +21,12 @@ class ImageDataset(NamedTuple):
         test_images: [M, H, W, 3] uint8.
         test_labels: [M] int32.
         num_classes: number of classes.
+        val_images: [V, H, W, 3] uint8, or None for sources without a
+            validation split. Last and defaulted, so the six-field
+            positional construction of every other source still works.
+            MedMNIST's val split is the paper's downstream fine-tuning set
+            (paper notes §4.5).
+        val_labels: [V] int32, or None (with ``val_images``).
     """
 
     name: str
@@ -29,6 +35,8 @@ class ImageDataset(NamedTuple):
     test_images: np.ndarray
     test_labels: np.ndarray
     num_classes: int
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
 
 
 class _Request(NamedTuple):

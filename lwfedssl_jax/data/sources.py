@@ -8,6 +8,8 @@ One entry point, ``load_dataset(source, image_size=...)``, where ``source`` is
   ArrayRecord, read with ``builder.as_data_source`` (no TensorFlow import);
 * ``'folder:<path>'``: ``<path>/{train,test}/<class>/*.{jpg,jpeg,png}``,
   decoded once with PIL and cached as ``.npz``;
+* ``'medmnist:<path>'``: a MedMNIST(+) ``.npz`` file (train/val/test splits;
+  paper notes §4.5), see ``medmnist_source``;
 * ``'synthetic'``: 10 classes of coloured gratings plus noise, for unit tests.
 
 Every source returns uint8 ``[N, S, S, 3]`` images (S = ``image_size``;
@@ -22,11 +24,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-# Re-exported: IMAGE_SUFFIXES and ImageDataset are public names of this module.
+# Re-exported: IMAGE_SUFFIXES, ImageDataset and medmnist_path_problem (used by
+# validation) are public names of this module.
 from lwfedssl_jax.data.dataset import (  # noqa: F401
     ImageDataset, _Request, _to_rgb)
 from lwfedssl_jax.data.folder_source import (  # noqa: F401
     IMAGE_SUFFIXES, _load_folder)
+from lwfedssl_jax.data.medmnist_source import (  # noqa: F401
+    _load_medmnist, medmnist_path_problem)
 from lwfedssl_jax.data.tfds_source import _load_tfds
 from lwfedssl_jax.errors import ConfigError
 
@@ -90,11 +95,12 @@ SOURCES: dict[str, Callable[[_Request], ImageDataset]] = {
     'digits': _load_digits,
     'tfds': _load_tfds,
     'folder': _load_folder,
+    'medmnist': _load_medmnist,
     'synthetic': _load_synthetic,
 }
 _NO_ARG = ('digits', 'synthetic')
-ALLOWED_SOURCES = "'digits', 'synthetic', 'tfds:<name>' (e.g. 'tfds:cifar10') or 'folder:<path>'"
-
+ALLOWED_SOURCES = ("'digits', 'synthetic', 'tfds:<name>' (e.g. 'tfds:cifar10'), "
+                   "'folder:<path>' or 'medmnist:<path>.npz'")
 
 
 def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
@@ -104,8 +110,8 @@ def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
     """Loads a labelled train/test image dataset into host memory.
 
     Args:
-        source: ``'digits'``, ``'tfds:<name>'``, ``'folder:<path>'`` or
-            ``'synthetic'`` (see the module docstring).
+        source: ``'digits'``, ``'tfds:<name>'``, ``'folder:<path>'``,
+            ``'medmnist:<path>'`` or ``'synthetic'`` (see the module docstring).
         image_size: output side S; images come back [N, S, S, 3] uint8.
         data_dir: TFDS data directory (``tfds:`` only; None = TFDS default).
         download: ``tfds:`` only; allow ``download_and_prepare`` (needs
@@ -117,11 +123,12 @@ def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
         seed: ``synthetic`` only; the digits and folder splits are fixed.
 
     Returns:
-        An ``ImageDataset``.
+        An ``ImageDataset``; only ``medmnist:`` fills its ``val_*`` fields.
 
     Raises:
         ConfigError: unknown source kind, bad argument, unknown or
-            unprepared tfds data, missing ``folder:`` directories.
+            unprepared tfds data, missing ``folder:`` directories, a missing
+            or malformed (or multi-label) ``medmnist:`` file.
         ValueError: inconsistent folder classes.
     """
     kind, _, arg = source.partition(':')

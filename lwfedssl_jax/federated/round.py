@@ -127,14 +127,23 @@ def _aggregate_kept(aggregator, global_params, uploaded, weights, keep, round_in
     return out
 
 
-def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array) -> jax.Array:
-    """Paper Fig. 6: a randomly chosen reporting client's mean L2 distance to
-    the other reporting clients, over the uploaded (exchanged) parameters.
+def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array,
+                      num_params: int) -> jax.Array:
+    """Paper Fig. 6: a randomly chosen reporting client's mean distance to
+    the other reporting clients.
+
+    The distance between two clients is the L2 norm of the difference of
+    their whole present models divided by sqrt(num_params): a per-parameter
+    RMS, so models of different sizes compare. Only the uploaded (exchanged)
+    parts can differ (the frozen prefix is the same for every client), so a
+    layer-wise run's divergence shrinks as its frozen share grows, as the
+    paper's Fig. 6 shows.
 
     Args:
       uploaded: exchanged parts after local training, leaves `[K, ...]`.
       reported: `[K]` bool.
       key: picks the client (uniformly among those that reported).
+      num_params: parameters of the whole present model (frozen included).
 
     Returns:
       Scalar float32; 0 when fewer than two clients reported.
@@ -142,7 +151,7 @@ def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array) -> ja
     flat = jnp.concatenate([x.reshape(x.shape[0], -1).astype(jnp.float32)
                             for x in jax.tree.leaves(uploaded)], axis=1)   # [K, D]
     chosen = jax.random.categorical(key, jnp.where(reported, 0.0, -jnp.inf))
-    dist = jnp.linalg.norm(flat - flat[chosen], axis=1)                      # [K]
+    dist = jnp.linalg.norm(flat - flat[chosen], axis=1) / jnp.sqrt(num_params)   # [K]
     others = reported & (jnp.arange(flat.shape[0]) != chosen)
     count = jnp.sum(others)
     return jnp.where(count > 0, jnp.sum(jnp.where(others, dist, 0.0))
@@ -200,8 +209,9 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
                 jnp.where(reported.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)),
             state.clients, new_states, old_states)
         # Its own key: client ids fold in [0, N), this constant lies beyond.
+        present = sum(x.size for x in jax.tree.leaves((frozen, state.server.params)))
         metrics = {**metrics, 'divergence': client_divergence(
-            uploads.params, reported, jax.random.fold_in(key, DIVERGENCE_KEY))}
+            uploads.params, reported, jax.random.fold_in(key, DIVERGENCE_KEY), present)}
         return RoundState(server, clients), uploads, metrics
 
     return RoundFunction(round_fn, lambda server: sent_of(algorithm, server))
