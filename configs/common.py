@@ -92,6 +92,19 @@ def set_method(c: ml_collections.ConfigDict, name: str, **overrides) -> None:
     c.ssl = ml_collections.ConfigDict({'name': name, 'kwargs': kwargs})
 
 
+def set_smoke_run(c: ml_collections.ConfigDict) -> None:
+    """The federated, evaluation and logging settings of a smoke variant (a
+    tiny run for tests): 3 clients, batch 16, 2 rounds of 1 local epoch,
+    a 5-epoch probe, no random baseline, no progress bar, no XLA costs."""
+    c.fl.num_clients = c.fl.clients_per_round = 3
+    c.fl.local_epochs, c.fl.batch_size, c.fl.total_rounds = 1, 16, 2
+    c.fl.client_execution = 'map'    # fastest on CPU (environment-notes §4)
+    c.eval.probe_epochs = 5
+    c.eval.random_baseline = False
+    c.log.progress = False
+    c.log.step_flops = 'none'
+
+
 def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     """The paper's CIFAR/COCO ViT-Tiny defaults for `method` (unlocked)."""
     c = ml_collections.ConfigDict()
@@ -105,7 +118,8 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     set_method(c, method)
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = 'digits'        # digits | tfds:<name> | folder:<path> | medmnist:<npz> | synthetic
+    # digits | tfds:<name> | folder:<path> | medmnist:<file.npz> | synthetic
+    c.data.source = 'digits'
     c.data.data_dir = config_dict.placeholder(str)   # tfds data_dir
     c.data.download = False         # tfds downloads only when asked
     c.data.cache_dir = config_dict.placeholder(str)  # folder: decoded-array cache

@@ -65,15 +65,6 @@ def get_config(arg=None):
         c.model = dict(image_size=16, patch_size=4, width=32, depth=2, num_heads=2,
                        mlp_dim=64)
         common.set_method(c, a.method, proj_hidden=32, proj_dim=16, pred_hidden=32)
-        c.fl.num_clients = 3
-        c.fl.clients_per_round = 3
-        c.fl.local_epochs = 1
-        c.fl.batch_size = 16
-        c.fl.total_rounds = 2
-        c.fl.client_execution = 'map'    # fastest on CPU (environment-notes §4)
-        c.eval.probe_epochs = 5
-        c.eval.random_baseline = False
-        c.log.progress = False
-        c.log.step_flops = 'none'
+        common.set_smoke_run(c)
     c.lock()
     return c

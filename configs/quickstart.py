@@ -48,13 +48,6 @@ def get_config(arg=None):
         c.data.source = 'synthetic'
         c.data.synthetic_train = 96
         c.data.synthetic_test = 32
-        c.fl.num_clients = 3
-        c.fl.clients_per_round = 3
-        c.fl.batch_size = 16
-        c.fl.total_rounds = 2
-        c.eval.probe_epochs = 5
-        c.eval.random_baseline = False
-        c.log.progress = False
-        c.log.step_flops = 'none'
+        common.set_smoke_run(c)
     c.lock()
     return c

@@ -30,8 +30,9 @@ scale.
 Values the paper does not give (ours, documented): depth dropout rate 0.3
 (inferred from Table 6's FLOPs, spec §6), PA mu 0.01, RA mu 1 and tau 0.5
 (MOON's), `configs/common.py` ADDON_DEFAULTS. At quickstart scale the 100
-digits clients hold about 13 images each, so their batch is 8 and they run 2
-local epochs over 32 rounds (8 per stage).
+digits clients hold about 13 images each, so their batch is 8 and they run 8
+local epochs over 64 rounds (16 per stage): with 2 epochs over 32 rounds the
+layer-wise kNN stayed below the random encoder's (56.9 vs 64.7).
 """
 
 from configs import cifar10_vit_tiny, common, medmnist, quickstart
@@ -93,7 +94,7 @@ def get_config(arg=None):
     if 'clients' in extra:
         c.fl.num_clients = c.fl.clients_per_round = extra['clients']
         if a.scale == 'quickstart':
-            c.fl.batch_size, c.fl.local_epochs, c.fl.total_rounds = 8, 2, 32
+            c.fl.batch_size, c.fl.local_epochs, c.fl.total_rounds = 8, 8, 64
         elif smoke:   # 100 clients of 8 synthetic images
             c.data.synthetic_train, c.fl.batch_size = 800, 4
     for key, value in fl.items():

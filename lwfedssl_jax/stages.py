@@ -121,7 +121,8 @@ def _make_plan(mode, depth, blocks_per_stage, total_rounds, shared):
             'fl.total_rounds', total_rounds, f'must be a positive multiple of the '
             f'number of stages ({num_stages} for mode={mode}, depth={depth}, '
             f'blocks_per_stage={blocks_per_stage}).',
-            f'e.g. --config.fl.total_rounds={max(1, round(total_rounds / num_stages)) * num_stages}.')
+            'e.g. --config.fl.total_rounds='
+            f'{max(1, round(total_rounds / num_stages)) * num_stages}.')
     rounds = total_rounds // num_stages
     if mode == 'e2e':
         parts = (EMBED,) + tuple(block_name(i) for i in range(depth))

@@ -12,7 +12,8 @@
     final evaluation (+ random-encoder baseline), summary.json
 
 Outputs in `workdir`: `config.json`, `metrics.jsonl` (one line per round and
-per evaluation), `summary.json`.
+per evaluation), `summary.json`, `partition.json` (the client split),
+`plots/*.png` (`plots.py`) and `tensorboard/` (`summaries.py`).
 """
 
 import dataclasses

@@ -44,7 +44,8 @@ def paths(tmp_path_factory):
 # `{run}`, `{empty}`, `{out}` are filled from the `paths` fixture.
 CASES = [
     # The cases of the issue.
-    ('main', [QS, '--config.no_such_key=1', '--workdir={out}'], "no_such_key='1': unknown config key"),
+    ('main', [QS, '--config.no_such_key=1', '--workdir={out}'],
+     "no_such_key='1': unknown config key"),
     ('main', [QS, '--config.fl.batch_size=5000', '--workdir={out}'],
      'fl.batch_size=5000: larger than the smallest client (336 examples'),
     ('main', [QS, '--config.optim.base_lr=-1', '--workdir={out}'], 'optim.base_lr=-1.0: must be'),

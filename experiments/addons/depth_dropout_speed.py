@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
 from configs import cifar10_vit_tiny  # noqa: E402
-from lwfedssl_jax import builders, platform, public_set, train  # noqa: E402
+from lwfedssl_jax import builders, platform, public_set  # noqa: E402
 from lwfedssl_jax.utils.tree import select  # noqa: E402
 
 

@@ -194,7 +194,8 @@ def make_server_update(optimizer: str, *, learning_rate: float = 1.0,
     """
     if optimizer not in SERVER_OPTIMIZERS:
         raise ConfigError('server.optimizer', optimizer, f'unknown; choose one of '
-                          f'{list(SERVER_OPTIMIZERS)}.' + did_you_mean(optimizer, SERVER_OPTIMIZERS))
+                          f'{list(SERVER_OPTIMIZERS)}.'
+                          + did_you_mean(optimizer, SERVER_OPTIMIZERS))
     if not learning_rate > 0:
         raise ConfigError('server.learning_rate', learning_rate, 'must be > 0.')
     if not 0 <= momentum < 1:

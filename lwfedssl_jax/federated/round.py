@@ -91,7 +91,8 @@ class RoundFunction:
       public: the server's `PublicData` (empty arrays when unused).
     Returns the new `RoundState`, the stacked uploads (an `Upload` with
     leaves `[K, ...]`: what travels up) and metrics: per-client `[K]` loss
-    and steps, and the round's scalar `divergence` (`client_divergence`).
+    and steps, `[K, num_blocks]` `keep` (the blocks each client ran: depth
+    dropout), and the round's scalar `divergence` (`client_divergence`).
 
     Attributes:
       jitted: the jitted function (for `eval_shape` / compile-only use).
