@@ -230,7 +230,8 @@ def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
     RunWriter.truncate_metrics(metrics, step)         # drop lines past the checkpoint
     return RunState(params, round_state, stage, next_round, step,
                     ResourceTally(**meta['tally']), meta['stage_rows'],
-                    tuple(meta['held']))
+                    # Checkpoints written before catch-up was counted lack it.
+                    tuple(meta.get('held', (0,) * fed.num_clients)))
 
 
 def _save(ckpt, state: RunState, fed) -> None:
