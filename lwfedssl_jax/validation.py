@@ -297,28 +297,13 @@ def _relations(config) -> list:
 
 
 def _source_errors(source: str) -> list:
-    """The form of `data.source` (and a folder or a MedMNIST `.npz` on disk);
-    tfds names and the `.npz` contents are checked when the data is read
-    (that needs the tfds catalogue, or decompressing the file)."""
-    kind, sep, arg = source.partition(':')
-    if kind not in sources.SOURCES:
-        fix = f'for a TFDS dataset write tfds:{source}.' if not sep else None
-        return [ConfigError('data.source', source, 'unknown source kind; allowed: '
-                            f'{sources.ALLOWED_SOURCES}.', fix)]
-    if kind in ('tfds', 'folder') and not arg:
-        return [ConfigError('data.source', source, f'{kind}: needs a '
-                            f'{"name" if kind == "tfds" else "path"}; allowed: '
-                            f'{sources.ALLOWED_SOURCES}.')]
-    if kind == 'folder':
-        root = os.path.expanduser(arg)
-        missing = [d for d in ('train', 'test') if not os.path.isdir(os.path.join(root, d))]
-        if missing:
-            return [ConfigError('data.source', source, f'{root} lacks {missing}: expected '
-                                f'{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg.')]
-    if kind == 'medmnist':
-        problem = sources.medmnist_path_problem(arg)   # the loader's own rule
-        if problem:
-            return [ConfigError('data.source', source, problem)]
+    """The form of `data.source` and what can be checked on disk without
+    reading data (`sources.check_source`: each kind's own rule); tfds names
+    and file contents are checked when the data is read."""
+    try:
+        sources.check_source(source)
+    except ConfigError as e:
+        return [e]
     return []
 
 

@@ -62,21 +62,31 @@ def _decode(classes: dict[str, list[Path]], names: list[str], size: int,
     return images, labels
 
 
+def folder_path_problem(arg: str) -> str | None:
+    """What is wrong with the path of ``folder:<arg>``, or None.
+
+    Shared by the loader and ``validation`` (through
+    ``sources.check_source``), so the static check and the load refuse the
+    same paths with the same words.
+    """
+    if not arg:
+        return "folder: needs a path, e.g. 'folder:/data/cifar10'."
+    root = Path(arg).expanduser()
+    missing = [s for s in ('train', 'test') if not (root / s).is_dir()]
+    if not missing:
+        return None
+    why = ('it is not a directory' if not root.is_dir()
+           else ', '.join(f'{root / s} is missing' for s in missing))
+    return (f'{root} lacks {missing} ({why}); expected {root}/train/<class>/*.jpg and '
+            f'{root}/test/<class>/*.jpg; if the data sits one level deeper, point '
+            'folder: at the directory that contains train/ and test/.')
+
+
 def _load_folder(req: _Request) -> ImageDataset:
-    if not req.arg:
-        raise ConfigError('data.source', req.source, 'the folder source needs a path, '
-                          "e.g. 'folder:/data/cifar10'.")
+    problem = folder_path_problem(req.arg)
+    if problem:
+        raise ConfigError('data.source', req.source, problem)
     root = Path(req.arg).expanduser()
-    layout = f'{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg'
-    if not root.is_dir():
-        raise ConfigError('data.source', req.source, f'{root} is not a directory; '
-                          f'expected {layout}.')
-    for split in ('train', 'test'):
-        if not (root / split).is_dir():
-            raise ConfigError(
-                'data.source', req.source, f'{root / split} is missing; expected '
-                f'{layout}; if the data sits one level deeper, point '
-                'folder: at the directory that contains train/ and test/.')
     scans = {split: _scan(root / split) for split in ('train', 'test')}
     names = sorted(scans['train'][0])
     if sorted(scans['test'][0]) != names:

@@ -24,15 +24,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-# Re-exported: IMAGE_SUFFIXES, ImageDataset and medmnist_path_problem (used by
-# validation) are public names of this module.
+# Re-exported: IMAGE_SUFFIXES and ImageDataset are public names of this module.
 from lwfedssl_jax.data.dataset import (  # noqa: F401
     ImageDataset, _Request, _to_rgb)
 from lwfedssl_jax.data.folder_source import (  # noqa: F401
-    IMAGE_SUFFIXES, _load_folder)
+    IMAGE_SUFFIXES, _load_folder, folder_path_problem)
 from lwfedssl_jax.data.medmnist_source import (  # noqa: F401
     _load_medmnist, medmnist_path_problem)
-from lwfedssl_jax.data.tfds_source import _load_tfds
+from lwfedssl_jax.data.tfds_source import _load_tfds, tfds_name_problem
 from lwfedssl_jax.errors import ConfigError
 
 # --- digits ------------------------------------------------------------------
@@ -103,6 +102,29 @@ ALLOWED_SOURCES = ("'digits', 'synthetic', 'tfds:<name>' (e.g. 'tfds:cifar10'), 
                    "'folder:<path>' or 'medmnist:<path>.npz'")
 
 
+# Each kind's rule for its argument, checkable without reading any data.
+_ARG_PROBLEM = {'tfds': tfds_name_problem, 'folder': folder_path_problem,
+                'medmnist': medmnist_path_problem}
+
+
+def check_source(source: str) -> None:
+    """Raises `ConfigError` (key `data.source`) for a source string that
+    cannot be read: unknown kind, an argument where none is taken, or a
+    kind's own argument rule (a folder without train/ and test/, a missing
+    .npz, ...). `load_dataset` and `validation` both call it."""
+    kind, sep, arg = source.partition(':')
+    if kind not in SOURCES:
+        raise ConfigError('data.source', source, 'unknown source kind; allowed: '
+                          f'{ALLOWED_SOURCES}.', f'for a TFDS dataset write tfds:{source}.'
+                          if not sep else None)
+    if kind in _NO_ARG and arg:
+        raise ConfigError('data.source', source, f'source {kind!r} takes no argument.',
+                          f'write {kind!r}.')
+    problem = _ARG_PROBLEM[kind](arg) if kind in _ARG_PROBLEM else None
+    if problem:
+        raise ConfigError('data.source', source, problem)
+
+
 def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
                  download: bool = False, cache_dir: str | None = None,
                  synthetic_sizes: tuple[int, int] = (512, 128),
@@ -131,14 +153,8 @@ def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
             or malformed (or multi-label) ``medmnist:`` file.
         ValueError: inconsistent folder classes.
     """
+    check_source(source)
     kind, _, arg = source.partition(':')
-    if kind not in SOURCES:
-        raise ConfigError('data.source', source, 'unknown source kind; allowed: '
-                          f'{ALLOWED_SOURCES}.', f'for a TFDS dataset write tfds:{source}.'
-                          if ':' not in source else None)
-    if kind in _NO_ARG and arg:
-        raise ConfigError('data.source', source, f'source {kind!r} takes no argument.',
-                          f'write {kind!r}.')
     if not isinstance(image_size, (int, np.integer)) or image_size < 1:
         raise ConfigError('model.image_size', image_size, 'must be a positive int.')
     req = _Request(source, arg, int(image_size), data_dir or None, download,

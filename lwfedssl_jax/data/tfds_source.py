@@ -60,13 +60,18 @@ _NOT_PREPARED = (
     'TensorFlow.')
 
 
+def tfds_name_problem(name: str) -> str | None:
+    """What is wrong with ``tfds:<name>`` before reading the catalogue, or
+    None (whether the name exists is known only from tfds itself)."""
+    return None if name else "tfds: needs a name, e.g. 'tfds:cifar10'."
+
+
 def _load_tfds(req: _Request) -> ImageDataset:
     import tensorflow_datasets as tfds  # Lazy: ~0.3 s, never imports TF.
 
     name = req.arg
-    if not name:
-        raise ConfigError('data.source', req.source,
-                          "the tfds source needs a name, e.g. 'tfds:cifar10'.")
+    if tfds_name_problem(name):
+        raise ConfigError('data.source', req.source, tfds_name_problem(name))
     try:
         builder = tfds.builder(name, data_dir=req.data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
