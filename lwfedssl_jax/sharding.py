@@ -14,6 +14,24 @@ from lwfedssl_jax.errors import ConfigError
 CLIENTS = 'clients'
 
 
+def mesh_size(num_devices: int) -> int:
+    """Devices of the client mesh for `fl.mesh_devices` (1 = none, -1 = all).
+
+    Asks the backend only for a mesh (starting it costs about a second).
+
+    Raises:
+      ConfigError: more devices than present, or a count below -1 / 0.
+    """
+    if num_devices == 1:
+        return 1
+    available = jax.device_count()
+    n = available if num_devices == -1 else num_devices
+    if not 1 <= n <= available:
+        raise ConfigError('fl.mesh_devices', num_devices, f'only {available} device(s) '
+                          'present: use -1 for all, 1 for none, or a count up to that.')
+    return n
+
+
 def make_client_mesh(num_devices: int) -> jax.sharding.Mesh | None:
     """A 1-D mesh named 'clients' over the first `num_devices` devices.
 
@@ -23,11 +41,7 @@ def make_client_mesh(num_devices: int) -> jax.sharding.Mesh | None:
     Returns:
       The mesh, or None for a single device.
     """
-    available = jax.device_count()
-    n = available if num_devices == -1 else num_devices
-    if not 1 <= n <= available:
-        raise ConfigError('fl.mesh_devices', num_devices, f'{available} device(s) '
-                          'available: use -1 for all, 1 for none, or a count up to that.')
+    n = mesh_size(num_devices)
     if n == 1:
         return None
     return jax.make_mesh((n,), (CLIENTS,), axis_types=(jax.sharding.AxisType.Auto,),

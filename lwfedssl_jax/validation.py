@@ -32,11 +32,10 @@ import math
 import os
 from typing import Callable, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
-from lwfedssl_jax import builders, ssl, stages
+from lwfedssl_jax import builders, sharding, ssl, stages
 from lwfedssl_jax.data import augment, partition, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
 from lwfedssl_jax.federated import addons, aggregate, algorithms, client
@@ -275,36 +274,29 @@ def _relations(config) -> list:
         errors.append(ConfigError(
             'fl.depth_dropout', fl.depth_dropout, 'drops the blocks of earlier stages, and '
             'mode=e2e has one stage; use mode=layerwise or progressive.'))
-    if fl.client_execution == 'chunked' and fl.client_chunk < 1:
-        errors.append(ConfigError('fl.client_chunk', fl.client_chunk,
-                                  'fl.client_execution=chunked needs a chunk >= 1.'))
-    # Only a mesh asks the backend (which costs a second to start).
-    devices = 1 if fl.mesh_devices == 1 else (
-        jax.device_count() if fl.mesh_devices == -1 else fl.mesh_devices)
-    if devices > 1 and devices > jax.device_count():
-        errors.append(ConfigError('fl.mesh_devices', fl.mesh_devices,
-                                  f'only {jax.device_count()} device(s) present; use '
-                                  '-1 for all, 1 for none.'))
-    elif fl.clients_per_round % devices:
+    _collect(errors, client.check_execution, fl.client_execution, fl.client_chunk)
+    devices = _collect(errors, sharding.mesh_size, fl.mesh_devices) or 1
+    if fl.clients_per_round % devices:
         errors.append(ConfigError('fl.clients_per_round', fl.clients_per_round,
                                   f'must be a multiple of the {devices} mesh devices '
                                   '(fl.mesh_devices).'))
     if config.data.public_size and config.data.public_size < 2:
         errors.append(ConfigError('data.public_size', config.data.public_size,
                                   'a public set needs at least 2 images (0 = none).'))
-    errors += _source_errors(config.data.source)
+    # The form of data.source and what can be checked on disk without reading
+    # data; tfds names and file contents are checked when the data is read.
+    _collect(errors, sources.check_source, config.data.source)
     return errors
 
 
-def _source_errors(source: str) -> list:
-    """The form of `data.source` and what can be checked on disk without
-    reading data (`sources.check_source`: each kind's own rule); tfds names
-    and file contents are checked when the data is read."""
+def _collect(errors: list, check, *args):
+    """`check(*args)`'s result, or None with its `ConfigError` appended to
+    `errors` (the pieces own their rules; the validator gathers them)."""
     try:
-        sources.check_source(source)
+        return check(*args)
     except ConfigError as e:
-        return [e]
-    return []
+        errors.append(e)
+        return None
 
 
 def check_client_data(config, sizes, num_train: int | None = None) -> None:

@@ -35,7 +35,7 @@ import optax
 from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
-    ClientResult, FederatedAlgorithm, StepContext, TermInputs, Upload, target_parts)
+    ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
 from lwfedssl_jax.models.vit import ViTEncoder
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
@@ -283,6 +283,17 @@ def make_local_train(local: LocalStep, spec: StageSpec,
     return local_train
 
 
+def check_execution(execution: str, chunk: int) -> None:
+    """Raises `ConfigError` unless `fl.client_execution` / `fl.client_chunk`
+    can run (see `make_clients_update`)."""
+    if execution not in EXECUTIONS:
+        raise ConfigError('fl.client_execution', execution, f'unknown; choices: '
+                          f'{EXECUTIONS}.')
+    if execution == 'chunked' and chunk < 1:
+        raise ConfigError('fl.client_chunk', chunk, 'fl.client_execution=chunked '
+                          'needs fl.client_chunk >= 1.')
+
+
 def make_clients_update(local_train: Callable, execution: str = 'vmap',
                         chunk: int = 0) -> Callable:
     """All participating clients of a round.
@@ -299,12 +310,7 @@ def make_clients_update(local_train: Callable, execution: str = 'vmap',
         'chunked' (`lax.map` over chunks of `chunk` clients, vmapped within).
       chunk: clients per vmapped chunk for 'chunked' (>= 1).
     """
-    if execution not in EXECUTIONS:
-        raise ConfigError('fl.client_execution', execution, f'unknown; choices: '
-                          f'{EXECUTIONS}.')
-    if execution == 'chunked' and chunk < 1:
-        raise ConfigError('fl.client_chunk', chunk, 'fl.client_execution=chunked '
-                          'needs fl.client_chunk >= 1.')
+    check_execution(execution, chunk)
 
     def clients_update(frozen, sent, states, images, sizes, keys, round_index,
                        public):
