@@ -23,6 +23,7 @@ import time
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -63,9 +64,8 @@ def round_keeps(config, spec, round_index: int, selected) -> np.ndarray:
     """`[K, num_blocks]` bool: the blocks each participant runs (depth
     dropout), redrawn exactly as the round function's clients draw them."""
     key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, round_index)
-    return np.stack([np.asarray(depth_dropout_keep(jax.random.fold_in(key, int(c)), spec,
-                                                   config.fl.depth_dropout))
-                     for c in selected])
+    return np.asarray(jax.vmap(lambda c: depth_dropout_keep(
+        jax.random.fold_in(key, c), spec, config.fl.depth_dropout))(jnp.asarray(selected)))
 
 
 def round_reports(config, stage: int, round_index: int):

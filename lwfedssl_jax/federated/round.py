@@ -149,11 +149,12 @@ def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array,
     Returns:
       Scalar float32; 0 when fewer than two clients reported.
     """
-    flat = jnp.concatenate([x.reshape(x.shape[0], -1).astype(jnp.float32)
-                            for x in jax.tree.leaves(uploaded)], axis=1)   # [K, D]
     chosen = jax.random.categorical(key, jnp.where(reported, 0.0, -jnp.inf))
-    dist = jnp.linalg.norm(flat - flat[chosen], axis=1) / jnp.sqrt(num_params)   # [K]
-    others = reported & (jnp.arange(flat.shape[0]) != chosen)
+    # Leaf by leaf: no [K, D] copy of every upload.
+    squared = sum(jnp.sum(jnp.square((x - x[chosen]).astype(jnp.float32)).reshape(
+        x.shape[0], -1), axis=1) for x in jax.tree.leaves(uploaded))           # [K]
+    dist = jnp.sqrt(squared / num_params)
+    others = reported & (jnp.arange(reported.shape[0]) != chosen)
     count = jnp.sum(others)
     return jnp.where(count > 0, jnp.sum(jnp.where(others, dist, 0.0))
                      / jnp.maximum(count, 1), 0.0)
@@ -204,11 +205,10 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
         anyone = jnp.any(reported)
         server = jax.tree.map(lambda new, old: jnp.where(anyone, new, old),
                               ServerState(params, opt_state, extras), state.server)
-        old_states = states
         clients = jax.tree.map(
             lambda all_, new, old: all_.at[selected].set(
                 jnp.where(reported.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)),
-            state.clients, new_states, old_states)
+            state.clients, new_states, states)
         # Its own key: client ids fold in [0, N), this constant lies beyond.
         present = sum(x.size for x in jax.tree.leaves((frozen, state.server.params)))
         metrics = {**metrics, 'divergence': client_divergence(
