@@ -149,22 +149,13 @@ def _unknown_override(argv) -> ConfigError | None:
     for arg, name in overrides:
         config = flags.FLAGS[name].value
         key = arg[len(name) + 3:].split('=', 1)[0]
-        valid = _dotted_keys(config)
+        # Imported here: `compare` uses this module and needs no JAX; only a
+        # failed parse pays for the validator's imports.
+        from lwfedssl_jax.validation import flat_keys
+        valid = list(flat_keys(config))
         if key not in valid and not any(v.startswith(key + '.') for v in valid):
             value = arg.split('=', 1)[1] if '=' in arg else ''
             return ConfigError(key, value, f'unknown config key (from {arg}).'
                                + did_you_mean(key, valid),
                                'every key and its default is in configs/common.py.')
     return None
-
-
-def _dotted_keys(config, prefix='') -> list[str]:
-    """Every leaf path of a ConfigDict (`fl.batch_size`, ...)."""
-    out = []
-    for k, v in config.items():
-        path = f'{prefix}{k}'
-        if hasattr(v, 'items'):
-            out += _dotted_keys(v, path + '.') or [path]
-        else:
-            out.append(path)
-    return out

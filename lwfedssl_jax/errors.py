@@ -8,6 +8,8 @@ keyword argument, a data source) reads the same as one caught up front by
 `validation.check_config`.
 """
 
+import difflib
+
 
 class UserError(Exception):
     """A mistake in what the user asked for (a flag, a path, a run directory)."""
@@ -46,7 +48,6 @@ def did_you_mean(name: str, choices) -> str:
     Matches whole dotted paths and also their last component, so that
     `batch_size` finds `fl.batch_size`.
     """
-    import difflib
     choices = [str(c) for c in choices]
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
     if not close:

@@ -20,16 +20,13 @@ traceback).
 from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import cli, platform, train, validation
+from lwfedssl_jax import cli, platform, train
 
 
 def main(argv):
     cli.no_positional_args(argv)
     platform.setup()
-    config = _CONFIG.value
-    validation.check_config(config)
-    validation.check_workdir(_WORKDIR.value)
-    summary = train.run(config, _WORKDIR.value)
+    summary = train.run(_CONFIG.value, _WORKDIR.value)   # validates first thing
     final = summary['final_eval']
     print(f'[lwfedssl] done in {summary["wall_time_s"]:.0f} s: '
           + ', '.join(f'{k}={v:.2f}' for k, v in final.items())

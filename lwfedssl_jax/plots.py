@@ -51,7 +51,7 @@ def plot_overlay(records: list[RunRecord], outdir: str) -> list[str]:
 def loss_figure(records: list[RunRecord]):
     """Mean client loss per round vs global round; dashed lines where each
     run's stage changes, with its stage numbers (from 1) written above."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, record in enumerate(records):
         color = _color(i)
@@ -79,7 +79,7 @@ def accuracy_figure(records: list[RunRecord]):
     """kNN and linear-probe top-1 after each stage (circles) and at the end
     (stars) vs global round; the random-encoder baseline, when the run has
     one, as a dotted horizontal line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (key, title) in zip(axes, (('knn_top1', 'kNN top-1'),
                                        ('linear_probe_top1', 'Linear-probe top-1'))):
@@ -109,7 +109,7 @@ def communication_figure(records: list[RunRecord]):
     where it differs: plus the stage-end broadcasts and the public set's
     download (see accounting/comm.py).
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, record in enumerate(records):
         color = _color(i)
@@ -132,7 +132,7 @@ def divergence_figure(records: list[RunRecord]):
     """Client divergence per round (paper Fig. 6; `round.client_divergence`):
     a random reporting client's mean per-parameter RMS distance to the
     others. Runs logged before it was measured are left out."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, record in enumerate(records):
         rounds = [r for r in record.rounds if r.get('divergence') is not None]
@@ -164,7 +164,7 @@ def _color(i: int) -> str:
     return f'C{i % 10}'   # matplotlib's default colour cycle
 
 
-def _pyplot():
+def pyplot():
     """`matplotlib.pyplot` with the Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use('Agg')
@@ -178,5 +178,5 @@ def _save(fig, path: str) -> str:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # rounds are whole
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path

@@ -136,9 +136,8 @@ def format_table(reports: dict) -> str:
 
 def plot(reports: dict, outdir: str) -> list[str]:
     """Bar chart of the three resources and the per-round traffic curve."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from lwfedssl_jax.plots import pyplot   # matplotlib only when plotting
+    plt = pyplot()
 
     modes = list(reports)
     metrics = [('Peak step memory (GiB)', lambda r: (r['max_step_memory_bytes'] or 0) / 2**30),

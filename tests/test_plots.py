@@ -117,7 +117,7 @@ def test_figures_draw_the_runs_numbers(tmp_path):
     records = [read_run(layerwise_run(tmp_path / 'lw')),
                read_run(run_fixtures.write_run(tmp_path / 'e2e', [(0, 5.0, 2000, 2000)] * 3,
                                                mode='e2e'))]
-    plt = plots._pyplot()
+    plt = plots.pyplot()
 
     fig = plots.loss_figure(records)
     lines = fig.axes[0].get_lines()
