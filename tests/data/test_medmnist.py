@@ -9,7 +9,7 @@ import pytest
 from configs import medmnist
 from lwfedssl_jax import builders, validation
 from lwfedssl_jax.data.federated import make_federated_data
-from lwfedssl_jax.data.sources import ALLOWED_SOURCES, SOURCES, load_dataset
+from lwfedssl_jax.data.sources import ALLOWED_SOURCES, SOURCES, check_source, load_dataset
 from lwfedssl_jax.errors import ConfigError, ConfigErrors
 
 from medmnist_fixture import medmnist_arrays, write_medmnist   # noqa: E402  (tests/data/)
@@ -159,12 +159,13 @@ def test_bad_paths_are_refused_naming_data_source(tmp_path, make, match):
 
 def test_source_errors_checks_the_file_statically(tmp_path):
     path = write_medmnist(tmp_path / 'm.npz')
-    assert validation._source_errors(f'medmnist:{path}') == []
+    assert check_source(f'medmnist:{path}') is None
     for source, match in ((f'medmnist:{tmp_path}/none.npz', 'does not exist'),
                           (f'medmnist:{tmp_path}', 'is not a .npz file'),
                           ('medmnist:', 'needs a path')):
-        (error,) = validation._source_errors(source)
-        assert error.key == 'data.source' and match in error.problem
+        with pytest.raises(ConfigError) as info:
+            check_source(source)
+        assert info.value.key == 'data.source' and match in info.value.problem
 
 
 # --- configs/medmnist.py -----------------------------------------------------
