@@ -14,8 +14,17 @@ of `cifar10-jpeg.tar.gz`.
 A GPU/TPU run (clients vmapped). On a 2-core CPU one e2e client step at
 batch 512 takes seconds: use `:smoke` there.
 
+Position embedding: learned, trained and exchanged with the patch embedding
+(`model.pos_embed='learned'`). The paper does not say which table it uses,
+but its communication figures count a [65, 192] position table in every
+exchange of the embedding (paper notes §1.4, §7.1: 8.40 / 1.66 / 5.04
+"GB"); MoCo v3's fixed sine-cosine table, the engine's default, is a
+constant that never travels (`:pos_embed=sincos`: 12,480 fewer values per
+exchange of the embedding, 0.017 "GB" less end to end).
+
 Args (`:key=value,...`): method (mocov3 | byol | simclr), mode,
-blocks_per_stage (1, 2, 3, 4, 6; Table 3), source (default tfds:cifar10), smoke.
+blocks_per_stage (1, 2, 3, 4, 6; Table 3), source (default tfds:cifar10),
+pos_embed (learned | sincos), smoke.
 """
 
 from configs import common
@@ -23,8 +32,9 @@ from configs import common
 
 def get_config(arg=None):
     a = common.parse_arg(arg, method='mocov3', mode='layerwise', blocks_per_stage=1,
-                         source='tfds:cifar10', smoke=False)
+                         source='tfds:cifar10', pos_embed='learned', smoke=False)
     c = common.base(a.method)
+    c.model.pos_embed = a.pos_embed
     c.mode = a.mode
     c.blocks_per_stage = a.blocks_per_stage
     c.data.source = a.source

@@ -10,6 +10,7 @@ keys raise.
 import ml_collections
 from ml_collections import config_dict
 
+from lwfedssl_jax import models
 from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 
@@ -44,10 +45,12 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 # holds only its method's: `set_method` picks them, so a BYOL run never
 # receives MoCo's temperature.
 SSL_DEFAULTS = {
-    # Paper §2.1: τ 0.05, µ 0.99 constant, H 3 layers 512/256, P 2 layers 512.
+    # Paper §2.1: τ 0.05, µ 0.99 constant, H 3 layers 512/256, P 2 layers 512;
+    # P ends in BN without affine like MoCo v3's ViT model (ResNet configs
+    # turn it off, like MoCo v3's ResNet model).
     'mocov3': dict(temperature=0.05, momentum=0.99, momentum_schedule='constant',
                    proj_hidden=512, proj_dim=256, proj_layers=3, pred_hidden=512,
-                   pred_layers=2, loss_scale_2tau=False),
+                   pred_layers=2, pred_last_bn=True, loss_scale_2tau=False),
     # Paper §2.2: no BYOL hyperparameters; its resource figures equal MoCo
     # v3's, so the same heads and µ (BYOL's own cosine ramp: an option).
     'byol': dict(momentum=0.99, momentum_schedule='constant', proj_hidden=512,
@@ -92,6 +95,24 @@ def set_method(c: ml_collections.ConfigDict, name: str, **overrides) -> None:
     c.ssl = ml_collections.ConfigDict({'name': name, 'kwargs': kwargs})
 
 
+def set_model(c: ml_collections.ConfigDict, name: str, **fields) -> None:
+    """Sets `c.model` to backbone `name` (models.MODELS) with its defaults,
+    then `fields` (each must be one of its fields)."""
+    model = models.model_fields(name)
+    for key in fields:
+        if key not in model:
+            raise ConfigError(f'model.{key}', fields[key], f'is not a field of '
+                              f'{name!r}; its fields: {sorted(model)}.'
+                              + did_you_mean(key, model))
+    c.model = ml_collections.ConfigDict({'name': name, **model, **fields})
+
+
+# The ResNet-18 of Table 4 on 32x32 images (models/resnet.py): the CIFAR
+# stem (3x3, no max-pool); `stem='imagenet'` is the torchvision model whose
+# GFLOPs the paper reports (experiments/backbones/README.md).
+RESNET18 = dict(image_size=32, stem='cifar', width=64, norm_groups=32)
+
+
 def set_smoke_run(c: ml_collections.ConfigDict) -> None:
     """The federated, evaluation and logging settings of a smoke variant (a
     tiny run for tests): 3 clients, batch 16, 2 rounds of 1 local epoch,
@@ -112,8 +133,10 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.mode = 'layerwise'            # e2e | layerwise | progressive (stages.py)
     c.blocks_per_stage = 1          # 1, 2, 3, 4, 6 for depth 12 (Table 3)
 
-    c.model = dict(image_size=32, patch_size=4, width=192, depth=12,
-                   num_heads=3, mlp_dim=768)
+    # ViT-Tiny with MoCo v3's fixed sine-cosine positions (models/vit.py);
+    # the paper's configs send a learned table (cifar10_vit_tiny.py).
+    set_model(c, 'vit', image_size=32, patch_size=4, width=192, depth=12,
+              num_heads=3, mlp_dim=768, pos_embed='sincos')
 
     set_method(c, method)
 

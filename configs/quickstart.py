@@ -9,22 +9,43 @@ on 1,347 tiny images (environment-notes §9): temperature 0.2 (0.05 was less
 stable at this scale), lr 2e-3 with weight decay 0.1, smaller heads, digit
 augmentations (no flip: digits are not flip-invariant; small rotations).
 
+With `:model=resnet18`, the staged ResNet-18 of Table 4 (models/resnet.py:
+CIFAR stem, four residual stages, GroupNorm) at a quarter of its width (16
+to 128 channels, 8 norm groups) so that it trains in CPU minutes too; MoCo
+v3's ResNet predictor (no final BatchNorm).
+
 Args (`:key=value,...`): method (mocov3 | byol | simclr), mode (e2e |
-layerwise | progressive), smoke (tiny run for tests).
+layerwise | progressive), model (vit | resnet18), smoke (tiny run for tests).
 """
 
 from configs import common
+from lwfedssl_jax import models
 from lwfedssl_jax.data import augment
+from lwfedssl_jax.errors import ConfigError, did_you_mean
+
+
+# The quickstart's backbones: fields, smoke-run changes, and whether MoCo
+# v3's predictor ends in a BatchNorm (its ViT model) or not (its ResNet model).
+BACKBONES = {
+    'vit': (dict(image_size=16, patch_size=4, width=64, depth=4, num_heads=4, mlp_dim=256),
+            dict(width=32, depth=2, num_heads=2, mlp_dim=64), True),
+    'resnet18': ({**common.RESNET18, 'image_size': 16, 'width': 16, 'norm_groups': 8},
+                 dict(width=8, norm_groups=4), False),
+}
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, method='mocov3', mode='layerwise', smoke=False)
+    a = common.parse_arg(arg, method='mocov3', mode='layerwise', model='vit',
+                         smoke=False)
     c = common.base()
     c.mode = a.mode
-    c.model = dict(image_size=16, patch_size=4, width=64, depth=4,
-                   num_heads=4, mlp_dim=256)
+    if a.model not in BACKBONES:
+        raise ConfigError(':model', a.model, f'unknown; choices: {sorted(BACKBONES)}.'
+                          + did_you_mean(a.model, BACKBONES))
+    fields, smoke_fields, pred_last_bn = BACKBONES[a.model]
+    common.set_model(c, a.model, **{**fields, **(smoke_fields if a.smoke else {})})
     common.set_method(c, a.method, temperature=0.2, proj_hidden=256, proj_dim=64,
-                      pred_hidden=256)
+                      pred_hidden=256, pred_last_bn=pred_last_bn)
     c.data.source = 'digits'
     c.augment = augment.DIGITS._asdict()   # no flip/blur/solarize/colour
     c.fl.num_clients = 4
@@ -39,15 +60,13 @@ def get_config(arg=None):
     c.eval.probe_epochs = 100
     c.log.step_flops = 'last_stage'
     if a.smoke:
-        c.model.depth = 2
-        c.model.width = 32
-        c.model.mlp_dim = 64
-        c.model.num_heads = 2
         common.set_method(c, a.method, temperature=0.2, proj_hidden=32, proj_dim=16,
-                          pred_hidden=32)
+                          pred_hidden=32, pred_last_bn=pred_last_bn)
         c.data.source = 'synthetic'
         c.data.synthetic_train = 96
         c.data.synthetic_test = 32
         common.set_smoke_run(c)
+        # One round per stage of a layer-wise run (at least the smoke's 2).
+        c.fl.total_rounds = max(2, models.make_backbone(c.model.to_dict()).depth)
     c.lock()
     return c

@@ -24,7 +24,7 @@ from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
 from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
-from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
+from lwfedssl_jax.models import Backbone, make_backbone
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, num_params, select
 
@@ -42,7 +42,7 @@ class Setup(NamedTuple):
       rep_dim: width F of the method's representation (projector output).
       uses_public_data: the algorithm needs the server's public set.
     """
-    encoder: ViTEncoder
+    encoder: Backbone
     method: ssl.SSLMethod
     plan: tuple
     augment_cfg: augment.AugmentConfig
@@ -84,12 +84,12 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     this function once without data.
     """
     fl = config.fl
-    encoder = ViTEncoder(ViTConfig(**config.model))
+    encoder = make_backbone(config.model.to_dict())
     make_method = ssl.get(config.ssl.name)
     method = make_method(**_kwargs_for(make_method, config.ssl.kwargs.to_dict(),
                                        'ssl.kwargs', config.ssl.name))
     plan = stages.make_stage_plan(
-        config.mode, depth=encoder.depth, blocks_per_stage=config.blocks_per_stage,
+        config.mode, backbone=encoder, blocks_per_stage=config.blocks_per_stage,
         total_rounds=fl.total_rounds, head_names=method.head_names,
         local_parts=tuple(fl.local_parts))
     augment_cfg = augment.validate_config(augment.AugmentConfig(**config.augment))
@@ -100,7 +100,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         if fl.algorithm in config.algorithms else {},
         f'algorithms.{fl.algorithm}', fl.algorithm)
 
-    rep = _rep_dim(method, encoder.cfg.width)
+    rep = _rep_dim(method, encoder.head_width)
 
     addon_kwargs = {name: _kwargs_for(addons.ADDONS[name], config.addons[name].to_dict()
                                       if name in config.addons else {},
@@ -170,7 +170,9 @@ def _rep_dim(method: ssl.SSLMethod, width: int) -> int:
 
 def init_new_parts(setup: Setup, params: dict, spec: stages.StageSpec,
                    seed: int, tag: int = rng.MODEL_INIT) -> dict:
-    """Server-side init of the stage's new parts (same for every client).
+    """Server-side init of the stage's new parts (same for every client);
+    returns the stage's present parts (a part that left the plan, such as
+    an earlier stage's adapter, is dropped).
 
     Part `name` always uses the same key (`fold_in(init stream, index)`), so a
     block starts from the same weights whatever the mode: e2e, layerwise and
@@ -186,9 +188,9 @@ def init_new_parts(setup: Setup, params: dict, spec: stages.StageSpec,
     new_heads = [h for h in setup.method.head_names if h in spec.new]
     if new_heads:
         heads = setup.method.init_heads(jax.random.fold_in(key, len(names)),
-                                        setup.encoder.cfg.width)
+                                        setup.encoder.head_width)
         params.update({h: heads[h] for h in new_heads})
-    return params
+    return select(params, spec.present)
 
 
 def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
@@ -210,7 +212,8 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
     mesh = sharding.make_client_mesh(fl.mesh_devices)
     return StageFns(local, algorithm, make_round_fn(
         clients_update, algorithm, setup.aggregator, setup.server_update, mesh,
-        depth_dropout=fl.depth_dropout > 0 and spec.droppable_blocks > 0))
+        dropout_blocks=spec.block_parts if fl.depth_dropout > 0 and spec.droppable_blocks
+        else ()))
 
 
 def init_round_state(setup: Setup, fns: StageFns, spec: stages.StageSpec,

@@ -31,7 +31,7 @@ def public_reference(setup: builders.Setup, config, public_images: np.ndarray) -
     if not setup.uses_public_data:
         return PublicData(jnp.asarray(public_images), jnp.zeros((p, 0), jnp.float32))
     fl = config.fl
-    spec = stages.make_stage_plan('e2e', depth=setup.encoder.depth, blocks_per_stage=1,
+    spec = stages.make_stage_plan('e2e', backbone=setup.encoder, blocks_per_stage=1,
                                   total_rounds=1, head_names=setup.method.head_names)[0]
     params = builders.init_new_parts(setup, {}, spec, config.seed, tag=rng.PUBLIC_BASE)
     batch = min(fl.batch_size, p)

@@ -32,7 +32,6 @@ from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.client import num_local_steps
-from lwfedssl_jax.models.vit import block_name
 from lwfedssl_jax.utils.tree import num_bytes, select
 
 MODES = ('e2e', 'layerwise', 'progressive')
@@ -89,14 +88,13 @@ def predict(config, sizes=None) -> dict:
         one_upload = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                   uploads)
         part_bytes = [num_bytes(frozen[p]) for p in spec.frozen]   # prefix order
-        block_bytes = num_bytes(params[block_name(0)])
         for r in range(spec.rounds):
             ids = np.asarray(train.round_clients(config, spec.index, r, len(sizes)))
             steps = [num_local_steps(int(n), fl.batch_size, fl.local_epochs)
                      for n in sizes[ids]]
             catch_up, held = comm.catch_up(held, ids, part_bytes)
             dropped = (comm.dropped_block_bytes(train.round_keeps(config, spec, r, ids),
-                                                spec.exchanged, block_bytes)
+                                                spec, params)
                        if fl.depth_dropout else 0)
             used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up, dropped)
             per_round.append({'stage': spec.index, 'round': r, **used})
@@ -199,7 +197,7 @@ def main(argv):
     with open(os.path.join(base.accounting.outdir, 'resources.md'), 'w') as f:
         f.write(table)
     paths = plot(reports, base.accounting.outdir)
-    print(f'\nResources per client: {base.model.depth} blocks, '
+    print(f'\nResources per client: {base.model.name}, {builders.build(base).encoder.depth} blocks, '
           f'{base.blocks_per_stage} per stage, {base.fl.total_rounds} rounds x '
           f'{base.fl.local_epochs} epochs, batch {base.fl.batch_size}, '
           f'{int(sizes.mean())} examples/client\n\n{table}')

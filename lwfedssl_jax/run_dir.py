@@ -20,7 +20,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's config, as saved in `<workdir>/config.json`."""
     validation.check_run_dir(workdir)
     with open(os.path.join(workdir, 'config.json')) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        saved = json.load(f)
+    if 'name' not in saved.get('model', {}):
+        # Runs written before backbones were pluggable (a learned position
+        # table and MoCo v3 heads of another shape): their checkpoints do not
+        # fit today's model, and guessing would restore the wrong tree.
+        raise RunDirError(f'--workdir={workdir!r} was written by an engine before '
+                          'model.name existed (commit 47c40ad or earlier); evaluate or '
+                          'export it with that version.')
+    return ml_collections.ConfigDict(saved)
 
 
 def restore(workdir: str, step: int | None = None):

@@ -37,7 +37,6 @@ from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 from lwfedssl_jax.federated.client import depth_dropout_keep
 from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
-from lwfedssl_jax.models.vit import block_name
 from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, select
@@ -278,7 +277,6 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     sizes = np.asarray(fed.sizes)
     sent = jax.eval_shape(fns.round_fn.sent, round_state.server)   # fixed per stage
     part_bytes = [num_bytes(frozen[p]) for p in spec.frozen]       # prefix order
-    block_bytes = num_bytes(params[block_name(0)])
     held = state.held
     if first == 0:   # what a client trains on, at the stage's first round
         shown = np.asarray(fed.images[0][:min(8, int(sizes[0]))])
@@ -310,8 +308,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         one_upload = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
         catch_up, held = comm.catch_up(held, ids, part_bytes)
-        dropped = comm.dropped_block_bytes(np.asarray(metrics['keep']), spec.exchanged,
-                                           block_bytes)
+        dropped = comm.dropped_block_bytes(np.asarray(metrics['keep']), spec, params)
         used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up, dropped)
         global_round += 1
         loss, round_time = float(np.average(losses, weights=sizes[ids])), time.time() - t0

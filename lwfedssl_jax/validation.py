@@ -15,8 +15,9 @@ is allowed and how to fix it. The checks, in order:
 3. **Relations between keys** (`_relations`): clients per round vs clients,
    chunked execution vs chunk size, mesh devices vs devices present and
    clients per round, the data source's form (and a `folder:` path on disk).
-4. **The pieces own the rest**, so each rule lives once: the ViT config
-   (`ViTConfig.validate`: sizes, image vs patch, width vs heads), the
+4. **The pieces own the rest**, so each rule lives once: the backbone's
+   fields (`models.make_backbone`: keys and types, then e.g.
+   `ViTConfig.validate`: sizes, image vs patch, width vs heads), the
    augmentation (`augment.validate_config`: probabilities, ranges), the
    stage plan (blocks per stage vs depth, rounds vs stages, local parts), the
    SSL method's, algorithm's and aggregator's own keyword arguments and the
@@ -39,7 +40,7 @@ from lwfedssl_jax import builders, sharding, ssl, stages
 from lwfedssl_jax.data import augment, partition, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
 from lwfedssl_jax.federated import addons, aggregate, algorithms, client
-from lwfedssl_jax.models.vit import ViTConfig
+from lwfedssl_jax.models import MODELS, make_backbone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +132,9 @@ RULES: dict[str, Rule] = {
     'seed': _SEED,
     'mode': _choice(lambda: stages.MODES),
     'blocks_per_stage': _int(1),
-    **{f'model.{k}': _int(1) for k in ('image_size', 'patch_size', 'width', 'depth',
-                                        'num_heads', 'mlp_dim')},
+    # The backbone's other fields are its own (`models/backbone.py`).
+    'model.name': _choice(lambda: sorted(MODELS)),
+    'model.image_size': _int(1),
     'ssl.name': _choice(lambda: sorted(ssl.METHODS)),
     'data.source': _STR,
     'data.data_dir': _OPT_STR,
@@ -194,7 +196,9 @@ RULES: dict[str, Rule] = {
 REGISTRY_SUBTREES = {'algorithms': lambda: algorithms.ALGORITHMS,
                      'aggregators': lambda: aggregate.AGGREGATORS,
                      'addons': lambda: addons.ADDONS}
-_OPEN_SUBTREES = ('ssl.kwargs',)   # the method's kwargs: checked by the method
+# The method's kwargs and the backbone's fields: checked by the method and
+# by `models.make_backbone`.
+_OPEN_SUBTREES = ('ssl.kwargs.', 'model.')
 
 
 def flat_keys(config, prefix: str = '') -> dict:
@@ -222,7 +226,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         errors = _relations(config)
     if not errors:
         try:   # the pieces' own checks: model, augmentation, plan, registries
-            ViTConfig(**config.model).validate()
             augment.validate_config(augment.AugmentConfig(**config.augment))
             builders.build(config)
         except ConfigError as e:
@@ -274,6 +277,11 @@ def _relations(config) -> list:
         errors.append(ConfigError(
             'fl.depth_dropout', fl.depth_dropout, 'drops the blocks of earlier stages, and '
             'mode=e2e has one stage; use mode=layerwise or progressive.'))
+    encoder = _collect(errors, make_backbone, config.model.to_dict())
+    if encoder is not None and fl.depth_dropout > 0 and not encoder.blocks_keep_shape:
+        errors.append(ConfigError(
+            'fl.depth_dropout', fl.depth_dropout, f'skips blocks, but the blocks of '
+            f'model.name={encoder.name!r} change the activation shape; use 0.'))
     _collect(errors, client.check_execution, fl.client_execution, fl.client_chunk)
     devices = _collect(errors, sharding.mesh_size, fl.mesh_devices) or 1
     if fl.clients_per_round % devices:

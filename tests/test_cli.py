@@ -72,7 +72,7 @@ CASES = [
     # One per validated key family.
     ('main', [QS, '--config.seed=-1', '--workdir={out}'], 'seed=-1: must be an int >= 0'),
     ('main', [QS, '--config.blocks_per_stage=3', '--workdir={out}'],
-     'blocks_per_stage=3: must divide model.depth=4'),
+     'blocks_per_stage=3: must divide the 4 blocks'),
     ('main', [QS, '--config.model.patch_size=5', '--workdir={out}'],
      'model.patch_size=5: must divide model.image_size=16'),
     ('main', [QS, '--config.model.num_heads=3', '--workdir={out}'],

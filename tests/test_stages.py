@@ -1,12 +1,13 @@
 import pytest
 
+import backbones   # noqa: E402  (tests/backbones.py)
 from lwfedssl_jax.stages import make_stage_plan
 
 HEADS = ('projector', 'predictor')
 
 
 def plan(mode, depth=4, bps=1, rounds=8):
-    return make_stage_plan(mode, depth=depth, blocks_per_stage=bps,
+    return make_stage_plan(mode, backbone=backbones.vit(depth), blocks_per_stage=bps,
                            total_rounds=rounds, head_names=HEADS)
 
 
@@ -50,14 +51,14 @@ def test_progressive_trains_every_present_part():
 def test_paper_table3_rounds_per_stage():
     # R = 180 fixed: R_s = 15, 30, 45, 60, 90 for 1, 2, 3, 4, 6 blocks/stage.
     for bps, rs in [(1, 15), (2, 30), (3, 45), (4, 60), (6, 90)]:
-        p = make_stage_plan('layerwise', depth=12, blocks_per_stage=bps,
+        p = make_stage_plan('layerwise', backbone=backbones.vit(12), blocks_per_stage=bps,
                             total_rounds=180, head_names=HEADS)
         assert len(p) == 12 // bps and {s.rounds for s in p} == {rs}
 
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(mode='lw'), r"mode='lw': unknown; choices"),
-    (dict(mode='layerwise', bps=5, depth=12), 'must divide model.depth'),
+    (dict(mode='layerwise', bps=5, depth=12), 'must divide the 12 blocks'),
     (dict(mode='layerwise', rounds=6, depth=4), 'multiple of the number of stages'),
 ])
 def test_bad_plans_are_rejected(kwargs, match):

@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import cifar10_vit_tiny, common, quickstart, table2, tables6_8
-from lwfedssl_jax import validation
+from configs import cifar10_vit_tiny, common, quickstart, table2, table4, tables6_8
+from lwfedssl_jax import models, validation
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, did_you_mean
 from lwfedssl_jax.validation import RULES, check_config
 
@@ -22,6 +22,10 @@ def _variants():
         yield (f'vit_tiny:{method},{mode}',
                cifar10_vit_tiny.get_config(f'method={method},mode={mode}'))
     yield 'quickstart:smoke', quickstart.get_config('smoke=1')
+    for mode, smoke in itertools.product(('e2e', 'layerwise', 'progressive'), (0, 1)):
+        yield (f'quickstart:resnet18,{mode},{smoke}',
+               quickstart.get_config(f'model=resnet18,mode={mode},smoke={smoke}'))
+        yield f'table4:{mode},{smoke}', table4.get_config(f'mode={mode},smoke={smoke}')
     yield 'vit_tiny:smoke', cifar10_vit_tiny.get_config('smoke=1')
     for row, scale in itertools.product(table2.ROWS, table2.SCALES):
         yield f'table2:{row},{scale}', table2.get_config(f'row={row},scale={scale}')
@@ -35,13 +39,16 @@ def test_every_shipped_config_passes():
     for name, config in _variants():
         check_config(config)
         names.append(name)
-    assert len(names) == (2 * 9 + 2 + len(table2.ROWS) * len(table2.SCALES)
+    assert len(names) == (2 * 9 + 2 + 2 * 6 + len(table2.ROWS) * len(table2.SCALES)
                           + len(tables6_8.ROWS) * 3 - 9)
 
 
 def test_rules_cover_exactly_the_fixed_keys_of_the_base_config():
+    # The backbone's own fields (but the image size) are the backbone's.
+    owned = {f'model.{k}' for k in models.model_fields('vit')} - {'model.image_size'}
     keys = {k for k in validation.flat_keys(common.base())
-            if not k.startswith(('ssl.kwargs.', 'algorithms.', 'aggregators.', 'addons.'))}
+            if not k.startswith(('ssl.kwargs.', 'algorithms.', 'aggregators.', 'addons.'))
+            and k not in owned}
     assert keys == set(RULES)
 
 
@@ -94,7 +101,7 @@ def test_each_rule_refuses_bad_values_naming_the_key(key):
     ('data.public_size', 1, r'data.public_size=1: a public set needs at least 2'),
     ('model.patch_size', 5, r'model.patch_size=5: must divide model.image_size=16'),
     ('model.num_heads', 3, r'model.num_heads=3: must divide model.width=64'),
-    ('blocks_per_stage', 3, r'blocks_per_stage=3: must divide model.depth=4.*\[1, 2, 4\]'),
+    ('blocks_per_stage', 3, r'blocks_per_stage=3: must divide the 4 blocks.*\[1, 2, 4\]'),
     ('fl.total_rounds', 6, r'fl.total_rounds=6: must be a positive multiple of the '
                            r'number of stages \(4'),
     ('fl.local_parts', ('block_00',), r"fl.local_parts=\('block_00',\): \['block_00'\] "

@@ -14,16 +14,11 @@ Prints seconds per round and the ratio p=0.75 / p=0 per execution strategy.
 import argparse
 import os
 import sys
-import time
-
-import jax
-import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
 from configs import cifar10_vit_tiny  # noqa: E402
-from lwfedssl_jax import builders, platform, public_set  # noqa: E402
-from lwfedssl_jax.utils.tree import select  # noqa: E402
+from experiments.round_bench import round_runner, time_rounds  # noqa: E402
+from lwfedssl_jax import platform  # noqa: E402
 
 
 def round_seconds(execution: str, p: float, rounds: int) -> float:
@@ -31,30 +26,9 @@ def round_seconds(execution: str, p: float, rounds: int) -> float:
     config.unlock()
     config.fl.client_execution, config.fl.depth_dropout = execution, p
     config.fl.batch_size, config.fl.local_epochs, config.fl.total_rounds = 32, 1, 12
-    setup = builders.build(config)
-    spec = setup.plan[-1]
-    params = {}
-    for s in setup.plan:
-        params = builders.init_new_parts(setup, params, s, config.seed)
-    n, n_max = 2, 64
-    fns = builders.build_stage(setup, spec, config, n, n_max)
-    state = builders.init_round_state(setup, fns, spec, params, n)
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (n, n_max, 32, 32, 3),
-                                                           dtype=np.uint8))
-    sizes, selected = jnp.full((n,), n_max, jnp.int32), jnp.arange(n, dtype=jnp.int32)
-    public = public_set.public_reference(setup, config, np.zeros((0, 32, 32, 3), np.uint8))
-    frozen = select(params, spec.frozen)
-
-    def one(r):
-        out = fns.round_fn(frozen, state, images, sizes, selected, jnp.ones(n, bool),
-                           jnp.int32(r), jnp.int32(r), jax.random.key(r), public)
-        jax.block_until_ready(out)
-
-    one(0)   # compile
-    t0 = time.perf_counter()
-    for r in range(1, rounds + 1):
-        one(r)
-    return (time.perf_counter() - t0) / rounds
+    config.fl.num_clients = config.fl.clients_per_round = 2
+    one_round, _ = round_runner(config, n_max=64)
+    return time_rounds(one_round, rounds)[1]
 
 
 def main():

@@ -12,18 +12,15 @@ vmap. Same config, same data, same keys for all strategies.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lwfedssl_jax import builders, platform, public_set  # noqa: E402
-from lwfedssl_jax.utils.tree import select  # noqa: E402
+from experiments.round_bench import round_runner, time_rounds  # noqa: E402
+from lwfedssl_jax import platform  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/quickstart.py', 'Config.', lock_config=True)
@@ -40,42 +37,17 @@ def main(argv):
     k, b = base.fl.clients_per_round, base.fl.batch_size
     n_max = _STEPS.value * b // base.fl.local_epochs
     size = base.model.image_size
-    images = jax.random.randint(jax.random.key(0), (base.fl.num_clients, n_max, size, size, 3),
-                                0, 256).astype(jnp.uint8)
-    sizes = jnp.full((base.fl.num_clients,), n_max, jnp.int32)
-    selected = jnp.arange(k, dtype=jnp.int32)
     results = {}
     for execution in ('vmap', 'map', 'chunked'):
         c = base.copy_and_resolve_references()
         c.fl.client_execution, c.fl.client_chunk = execution, _CHUNK.value
-        setup = builders.build(c)
-        params = {}
-        spec = setup.plan[_STAGE.value]
-        for s in setup.plan[:spec.index + 1]:
-            params = builders.init_new_parts(setup, params, s, c.seed)
-        fns = builders.build_stage(setup, spec, c, c.fl.num_clients, n_max)
-        state = builders.init_round_state(setup, fns, spec, params, c.fl.num_clients)
-        public = public_set.public_reference(setup, c, np.zeros((0, size, size, 3), np.uint8))
-
-        def one_round(r):
-            return fns.round_fn(select(params, spec.frozen), state, images, sizes,
-                                selected, jnp.int32(r), jnp.int32(r),
-                                jax.random.key(r), public)
-
-        t = time.time()
-        jax.block_until_ready(one_round(0))
-        first = time.time() - t
-        times = []
-        for r in range(_REPEATS.value):
-            t = time.time()
-            jax.block_until_ready(one_round(r + 1))
-            times.append(time.time() - t)
-        results[execution] = (first, float(np.median(times)))
-        print(f'{execution:8s} compile+first {first:6.1f} s, round median '
+        one_round, spec = round_runner(c, n_max, _STAGE.value)
+        results[execution] = time_rounds(one_round, _REPEATS.value)
+        print(f'{execution:8s} compile+first {results[execution][0]:6.1f} s, round median '
               f'{results[execution][1]:.3f} s', flush=True)
     v = results['vmap'][1]
     print(f'\n# {c.mode} stage {spec.index}, {k} clients x {_STEPS.value} steps, batch {b}, '
-          f'ViT depth {c.model.depth} width {c.model.width} {size}px, '
+          f'{c.model.name} {size}px, '
           f'{jax.device_count()} x {jax.devices()[0].platform}')
     print('| execution | round time (s) | per client-step (ms) | time / vmap |\n|---|---|---|---|')
     for name, (_, t) in results.items():

@@ -25,7 +25,6 @@ too. Two separate figures report it:
               participation both figures are equal; `worst_case` bounds it.
 """
 
-from lwfedssl_jax.models.vit import block_name
 from lwfedssl_jax.utils.tree import num_bytes
 
 POLICIES = ('default', 'worst_case')
@@ -81,17 +80,18 @@ def catch_up(held, selected, frozen_part_bytes) -> tuple[float, list]:
     return total / max(len(selected), 1), held
 
 
-def dropped_block_bytes(keep, exchanged, block_bytes: int) -> float:
+def dropped_block_bytes(keep, spec, params) -> float:
     """Mean bytes, over a round's participants, of the exchanged blocks they
     dropped (depth dropout: neither downloaded nor uploaded).
 
     Args:
       keep: `[K, num_blocks]` bool, the blocks each participant ran.
-      exchanged: the stage's exchanged part names.
-      block_bytes: bytes of one block (every block has the same shapes).
+      spec: the stage (`block_parts` names block i's part; `exchanged`).
+      params: the present parts (arrays or shapes).
     """
-    sent = [i for i in range(len(keep[0])) if block_name(i) in exchanged]
-    return block_bytes * sum(not row[i] for row in keep for i in sent) / len(keep)
+    sent = [(i, num_bytes(params[p])) for i, p in enumerate(spec.block_parts)
+            if p in spec.exchanged]
+    return sum(size for row in keep for i, size in sent if not row[i]) / len(keep)
 
 
 def paper_gb(num: int | float) -> float:

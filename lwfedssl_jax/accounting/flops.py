@@ -10,7 +10,7 @@ cost summed over all of its local epochs (E x R), not over its examples.
 import jax
 import numpy as np
 
-from lwfedssl_jax.models.vit import ViTEncoder, block_name
+from lwfedssl_jax.models.backbone import Backbone
 from lwfedssl_jax.stages import StageSpec
 
 
@@ -21,18 +21,18 @@ def dense_macs(head_params) -> int:
                    if getattr(path[-1], 'key', None) == 'kernel' and len(x.shape) == 2))
 
 
-def forward_macs(encoder: ViTEncoder, parts, head_params: dict) -> int:
+def forward_macs(encoder: Backbone, parts, head_params: dict) -> int:
     """Forward MACs of one sample through encoder `parts` and the given heads."""
     return (sum(encoder.part_forward_macs(p) for p in parts if p not in head_params)
             + sum(dense_macs(h) for h in head_params.values()))
 
 
-def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dict,
+def per_sample_epoch_macs(encoder: Backbone, spec: StageSpec, head_params: dict,
                           samples_per_step: int = 1, depth_dropout: float = 0.0) -> float:
     """Paper-convention cost of one local epoch in stage `spec` (one sample).
 
     Args:
-      encoder: the ViT (gives each encoder part's forward MACs).
+      encoder: the backbone (gives each encoder part's forward MACs).
       spec: the stage.
       head_params: `{head_name: params}` (shapes suffice) of the SSL heads.
       samples_per_step: 1 for MoCo v3 / BYOL, 2 for SimCLR.
@@ -47,7 +47,7 @@ def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dic
             return dense_macs(head_params[part])
         return encoder.part_forward_macs(part)
 
-    droppable = {block_name(i) for i in range(spec.droppable_blocks)}
+    droppable = set(spec.block_parts[:spec.droppable_blocks])
 
     def kept(part):
         return (1 - depth_dropout) if part in droppable else 1
@@ -58,7 +58,7 @@ def per_sample_epoch_macs(encoder: ViTEncoder, spec: StageSpec, head_params: dic
     return total if depth_dropout else int(total)
 
 
-def paper_flops(encoder: ViTEncoder, plan, head_params: dict, local_epochs: int,
+def paper_flops(encoder: Backbone, plan, head_params: dict, local_epochs: int,
                 samples_per_step: int = 1) -> list[int]:
     """Per-stage paper-convention FLOPs of one client: rounds x E x epoch cost."""
     return [spec.rounds * local_epochs

@@ -12,18 +12,18 @@ from lwfedssl_jax.data.augment import to_float
 from lwfedssl_jax.evaluation.features import extract_features
 from lwfedssl_jax.evaluation.knn import knn_accuracy
 from lwfedssl_jax.evaluation.linear_probe import linear_probe_accuracy
-from lwfedssl_jax.models.vit import ViTEncoder
+from lwfedssl_jax.models.backbone import Backbone
 
 
 @functools.lru_cache(maxsize=None)
-def _feature_fn(encoder: ViTEncoder, num_blocks: int):
+def _feature_fn(encoder: Backbone, num_blocks: int):
     # One compiled function per (encoder, depth); params are an argument so
     # new weights never trigger a recompile.
     return jax.jit(lambda params, images: encoder.features(
         params, to_float(images), num_blocks))
 
 
-def evaluate_encoder(encoder: ViTEncoder, params: dict, num_blocks: int,
+def evaluate_encoder(encoder: Backbone, params: dict, num_blocks: int,
                      dataset, *, batch_size: int, knn_k: int,
                      knn_temperature: float, probe_epochs: int, probe_lr: float,
                      probe_batch_size: int, probe_weight_decay: float,
@@ -31,8 +31,8 @@ def evaluate_encoder(encoder: ViTEncoder, params: dict, num_blocks: int,
     """kNN and linear-probe top-1 accuracy (in %) of the first `num_blocks`.
 
     Args:
-      encoder: the ViT.
-      params: encoder parts (at least embed, blocks < num_blocks, norm).
+      encoder: the backbone.
+      params: encoder parts (at least `encoder.encoder_parts(num_blocks)`).
       dataset: an `ImageDataset` with train/test images `[N, H, W, 3]` uint8.
     """
     fn = _feature_fn(encoder, num_blocks)

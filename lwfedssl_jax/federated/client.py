@@ -36,7 +36,7 @@ from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
-from lwfedssl_jax.models.vit import ViTEncoder
+from lwfedssl_jax.models.backbone import Backbone
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
 from lwfedssl_jax.stages import StageSpec
@@ -80,7 +80,7 @@ def make_client_optimizer(spec: StageSpec, *, learning_rate: float,
             for k, v in params.items()})
 
 
-def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
+def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
                     tx: optax.GradientTransformation,
                     augment_cfg: augment.AugmentConfig,
                     loss_terms: tuple = ()) -> LocalStep:
@@ -95,10 +95,11 @@ def make_local_step(encoder: ViTEncoder, method: SSLMethod, spec: StageSpec,
     def make_encode(keep=None):
         def encode_fn(params, h):
             # Trainable segment on top of the frozen prefix, then the pooled
-            # token; `keep` skips some of its blocks (depth dropout).
-            tokens = encoder.run_segment(params, h, spec.frozen_blocks,
-                                         spec.num_blocks, keep)
-            return encoder.pool(params, tokens)
+            # feature at the heads' width; `keep` skips some of its blocks
+            # (depth dropout).
+            out = encoder.run_segment(params, h, spec.frozen_blocks,
+                                      spec.num_blocks, keep)
+            return encoder.head_input(params, out, spec.num_blocks)
         return encode_fn
 
     encode_fn = make_encode()

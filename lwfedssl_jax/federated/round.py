@@ -15,7 +15,6 @@ import jax.numpy as jnp
 from lwfedssl_jax import sharding
 from lwfedssl_jax.federated.aggregate import Aggregator, ServerUpdate
 from lwfedssl_jax.federated.algorithms.base import FederatedAlgorithm, Sent
-from lwfedssl_jax.models.vit import BLOCK_PREFIX
 
 
 DIVERGENCE_KEY = 2**31 - 1   # fold_in index of the divergence's client choice
@@ -114,13 +113,14 @@ class RoundFunction:
         return self.jitted(*args)
 
 
-def _aggregate_kept(aggregator, global_params, uploaded, weights, keep, round_in_stage):
-    """Part by part; block i's weights are zero for clients that dropped it
-    (`keep` `[K, num_blocks]`)."""
+def _aggregate_kept(aggregator, global_params, uploaded, weights, keep, round_in_stage,
+                    block_parts):
+    """Part by part; block i's (part `block_parts[i]`) weights are zero for
+    clients that dropped it (`keep` `[K, num_blocks]`)."""
     out = {}
     for part, stacked in uploaded.items():
-        w = (weights * keep[:, int(part[len(BLOCK_PREFIX):])]
-             if part.startswith(BLOCK_PREFIX) else weights)
+        w = (weights * keep[:, block_parts.index(part)]
+             if part in block_parts else weights)
         new = aggregator.aggregate({part: global_params[part]}, {part: stacked}, w,
                                    round_in_stage)[part]
         out[part] = jax.tree.map(lambda a, g: jnp.where(jnp.sum(w) > 0, a, g), new,
@@ -162,12 +162,13 @@ def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array,
 
 def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
                   aggregator: Aggregator, server_update: ServerUpdate,
-                  mesh=None, depth_dropout: bool = False) -> RoundFunction:
+                  mesh=None, dropout_blocks: tuple[str, ...] = ()) -> RoundFunction:
     """Builds the round function of a stage (see `RoundFunction`).
 
-    With `depth_dropout`, each exchanged block is aggregated over the clients
-    that kept it this round (the local training's `keep` metric); a block
-    no reporting client kept stays as it was.
+    With depth dropout, `dropout_blocks` names the part of each present
+    block (`StageSpec.block_parts`): each exchanged block is aggregated over
+    the clients that kept it this round (the local training's `keep`
+    metric); a block no reporting client kept stays as it was.
 
     With a `mesh` (see `sharding.py`), the participating clients are split
     over its devices: their data, local training and uploads are laid out
@@ -190,9 +191,10 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
             uploads = jax.lax.with_sharding_constraint(
                 uploads, sharding.client_sharded(mesh))
         weights = client_sizes.astype(jnp.float32) * reported
-        if depth_dropout:
+        if dropout_blocks:
             aggregated = _aggregate_kept(aggregator, state.server.params, uploads.params,
-                                         weights, metrics['keep'], round_in_stage)
+                                         weights, metrics['keep'], round_in_stage,
+                                         dropout_blocks)
         else:
             aggregated = aggregator.aggregate(state.server.params, uploads.params,
                                               weights, round_in_stage)

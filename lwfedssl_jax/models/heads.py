@@ -1,9 +1,12 @@
 """SSL heads: MoCo v3 / BYOL projector and predictor MLPs (paper §2.1).
 
 Projector H: D -> 512 -> 512 -> 256, predictor P: 256 -> 512 -> 256 (defaults
-of the paper). Hidden layers are Linear(no bias) + BatchNorm + ReLU; the
-projector ends in a BatchNorm without affine parameters and the predictor in
-a plain Linear (MoCo v3 convention, paper §2.1 "BatchNorm inside the heads").
+of the paper). MoCo v3's `_build_mlp`: hidden layers are Linear(no bias) +
+BatchNorm + ReLU, and every Linear is bias-free; the projector's last Linear
+is followed by a BatchNorm without affine parameters; so is the predictor's
+with MoCo v3's ViT model (`last_batch_norm=True`), while its ResNet model
+ends the predictor in the bias-free Linear (`last_bias=False`). BYOL's
+predictor ends in a Linear with bias (the default).
 
 BatchNorm here always normalises with the statistics of the current batch and
 keeps **no running averages**: the heads are discarded after pre-training
@@ -46,6 +49,7 @@ class MLPHead(nn.Module):
     """
     dims: Sequence[int]
     last_batch_norm: bool = False
+    last_bias: bool = True
     batch_norm: bool = True
 
     @nn.compact
@@ -57,7 +61,7 @@ class MLPHead(nn.Module):
                 x = BatchStatNorm(name=f'bn_{i}')(x)
             x = nn.relu(x)
         last = len(self.dims) - 1
-        x = nn.Dense(self.dims[-1], use_bias=not self.last_batch_norm,
+        x = nn.Dense(self.dims[-1], use_bias=self.last_bias and not self.last_batch_norm,
                      kernel_init=_dense_init, name=f'fc_{last}')(x)
         if self.last_batch_norm:
             x = BatchStatNorm(use_affine=False, name=f'bn_{last}')(x)
@@ -72,7 +76,11 @@ def make_projector(hidden: int, out: int, num_layers: int = 3,
 
 
 def make_predictor(hidden: int, out: int, num_layers: int = 2,
-                   batch_norm: bool = True) -> MLPHead:
-    """MoCo v3 predictor: `num_layers` linear layers, plain final Linear."""
+                   batch_norm: bool = True, last_batch_norm: bool = False,
+                   last_bias: bool = True) -> MLPHead:
+    """MoCo v3 predictor: `num_layers` linear layers; the last one is a plain
+    Linear (with bias unless `last_bias=False`), or with `last_batch_norm`
+    bias-free + BN without affine (MoCo v3's ViT predictor)."""
     return MLPHead(dims=(hidden,) * (num_layers - 1) + (out,),
-                   last_batch_norm=False, batch_norm=batch_norm)
+                   last_batch_norm=batch_norm and last_batch_norm, batch_norm=batch_norm,
+                   last_bias=last_bias)

@@ -1,4 +1,5 @@
-"""Vision Transformer encoder whose blocks are separately named parameter subtrees.
+"""Vision Transformer encoder whose blocks are separately named parameter subtrees,
+built like MoCo v3's reference ViT (`vits.py`), behind the backbone contract.
 
 Paper: LW-FedSSL (arXiv 2401.11647) §3.1. Layer-wise training appends one block
 (or a group of blocks) per stage, trains it, and freezes it afterwards, so the
@@ -9,7 +10,8 @@ and the trainable suffix under `jax.grad`. That is why the encoder is not one
 Parameter tree (top-level keys, all float32)::
 
     'embed'      patch projection (conv p x p x 3 -> D), class token [1, 1, D],
-                 learned position embedding [1, T, D]; belongs to block group 0
+                 and with `pos_embed='learned'` a position embedding
+                 [1, T, D]; belongs to block group 0
     'block_00'   pre-LN transformer block (attention + MLP)
     ...
     'block_{L-1}'
@@ -19,6 +21,14 @@ Design choice (paper §8 item 2): the feature fed to the SSL heads, and to the
 evaluators, is the class token of the top present block after `norm`. `norm`
 is shared by all stages and is trained and exchanged together with the heads
 (384 parameters at width 192; invisible in the paper's resource figures).
+
+MoCo v3's model: the patch-projection kernel is uniform with the fan of a
+3 x p x p patch, U(+-sqrt(6 / (3 p^2 + D))) (flax's xavier would count p^2 D
+as the fan-out); q, k, v and the other linear layers are xavier-uniform with
+zero bias; the class token is N(0, 1e-6); the position embedding is by
+default MoCo v3's fixed 2-D sine-cosine table (`pos_embed='sincos'`, a
+constant, not a parameter: it is neither trained nor sent), or a learned
+N(0, 0.02) table (`pos_embed='learned'`, trained and exchanged with `embed`).
 """
 
 import functools
@@ -27,8 +37,10 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lwfedssl_jax.errors import ConfigError
+from lwfedssl_jax.models import backbone
 
 EMBED = 'embed'
 NORM = 'norm'
@@ -50,6 +62,7 @@ class ViTConfig(NamedTuple):
     depth: int = 12
     num_heads: int = 3
     mlp_dim: int = 768
+    pos_embed: str = 'sincos'
 
     @property
     def num_tokens(self) -> int:
@@ -69,8 +82,17 @@ class ViTConfig(NamedTuple):
         if self.width % self.num_heads:
             raise ConfigError('model.num_heads', self.num_heads,
                               f'must divide model.width={self.width}.')
+        if self.pos_embed not in POS_EMBEDS:
+            raise ConfigError('model.pos_embed', self.pos_embed,
+                              f'unknown; choices: {POS_EMBEDS}.')
+        if self.pos_embed == 'sincos' and self.width % 4:
+            raise ConfigError('model.width', self.width, 'must be a multiple of 4 for '
+                              "the 2-D sine-cosine position embedding (sin and cos of "
+                              "both axes).", "or set --config.model.pos_embed=learned.")
         return self
 
+
+POS_EMBEDS = ('sincos', 'learned')
 
 VIT_TINY = ViTConfig(image_size=32, patch_size=4, width=192, depth=12,
                      num_heads=3, mlp_dim=768)
@@ -79,8 +101,35 @@ VIT_TINY = ViTConfig(image_size=32, patch_size=4, width=192, depth=12,
 _dense_init = nn.initializers.xavier_uniform()
 
 
+def patch_kernel_init(patch_size: int):
+    """MoCo v3's patch-projection init: U(+-sqrt(6 / (3 p^2 + D))), the
+    xavier bound of a 3 x p x p patch mapped to D channels."""
+    def init(key, shape, dtype=jnp.float32):
+        bound = np.sqrt(6.0 / (3 * patch_size ** 2 + shape[-1]))
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+def sincos_position_embedding(grid: int, width: int,
+                              temperature: float = 10000.0) -> np.ndarray:
+    """MoCo v3's fixed 2-D sine-cosine table `[1, 1 + grid^2, width]`.
+
+    Patch (row y, column x) gets `[sin(y w), cos(y w), sin(x w), cos(x w)]`
+    with `w_i = temperature^(-i / (width / 4))`, i < width / 4 (MoCo v3's
+    `build_2d_sincos_position_embedding`, whose meshgrid puts the row index
+    in its first half); the class token's row is zero.
+    """
+    omega = 1.0 / temperature ** (np.arange(width // 4, dtype=np.float64) / (width // 4))
+    y, x = np.meshgrid(np.arange(grid), np.arange(grid), indexing='ij')
+    out_y = y.reshape(-1, 1) * omega                    # [P, D/4]
+    out_x = x.reshape(-1, 1) * omega
+    table = np.concatenate([np.sin(out_y), np.cos(out_y), np.sin(out_x),
+                            np.cos(out_x)], axis=1)
+    return np.concatenate([np.zeros((1, width)), table])[None].astype(np.float32)
+
+
 class Embed(nn.Module):
-    """Patch projection + class token + learned position embedding.
+    """Patch projection + class token + position embedding (fixed or learned).
 
     Input `[B, H, W, 3]` float -> tokens `[B, T, D]` with T = (H/p)^2 + 1.
     """
@@ -91,13 +140,16 @@ class Embed(nn.Module):
         c = self.cfg
         x = nn.Conv(c.width, (c.patch_size, c.patch_size),
                     strides=(c.patch_size, c.patch_size), padding='VALID',
-                    kernel_init=_dense_init, name='patch')(images)
+                    kernel_init=patch_kernel_init(c.patch_size), name='patch')(images)
         b = x.shape[0]
         x = x.reshape(b, -1, c.width)                       # [B, P, D]
         cls = self.param('cls', nn.initializers.normal(1e-6), (1, 1, c.width))
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), x], 1)
-        pos = self.param('pos', nn.initializers.normal(0.02),
-                         (1, c.num_tokens, c.width))
+        if c.pos_embed == 'learned':
+            pos = self.param('pos', nn.initializers.normal(0.02),
+                             (1, c.num_tokens, c.width))
+        else:   # a constant: neither trained nor exchanged
+            pos = sincos_position_embedding(c.image_size // c.patch_size, c.width)
         return x + pos                                      # [B, T, D]
 
 
@@ -119,23 +171,34 @@ class Block(nn.Module):
         return x + y
 
 
-class ViTEncoder:
-    """Functional ViT: init and run parameter groups / block ranges.
+class ViTEncoder(backbone.Backbone):
+    """Functional ViT behind the backbone contract (`models/backbone.py`).
 
-    All methods are pure functions of explicit parameter dicts, so they can be
-    traced inside `jit`, `vmap`, `lax.scan` and `jax.grad` with any subset of
-    the parameters as the differentiated argument.
+    Blocks are transformer blocks; `embed` is the input part and `norm` the
+    shared part; the feature width is `width` whatever the blocks present,
+    so no adapter is needed.
     """
+    name = 'vit'
+    input_parts = (EMBED,)
+    shared_parts = (NORM,)
+    blocks_keep_shape = True
 
     def __init__(self, cfg: ViTConfig):
         self.cfg = cfg.validate()
+        self.depth = cfg.depth
         self._embed = Embed(cfg)
         self._block = Block(cfg)
         self._norm = nn.LayerNorm(epsilon=1e-6)
 
-    @property
-    def depth(self) -> int:
-        return self.cfg.depth
+    def block_part(self, index: int) -> str:
+        return block_name(index)
+
+    def feature_width(self, num_blocks: int) -> int:
+        del num_blocks
+        return self.cfg.width
+
+    def config_dict(self) -> dict:
+        return {'name': self.name, **self.cfg._asdict()}
 
     # ----------------------------------------------------------------- init
     def init_part(self, key: jax.Array, name: str) -> dict:
@@ -156,16 +219,12 @@ class ViTEncoder:
         """Every top-level key of a full encoder, in forward order."""
         return (EMBED,) + tuple(block_name(i) for i in range(self.depth)) + (NORM,)
 
-    def init(self, key: jax.Array) -> dict:
-        """Full encoder; part `name` uses `fold_in(key, index in part_names())`."""
-        return {name: self.init_part(jax.random.fold_in(key, i), name)
-                for i, name in enumerate(self.part_names())}
-
     def part_forward_macs(self, name: str) -> int:
         """Multiply-accumulates of one part's forward pass for ONE image.
 
         Counts matrix products only (fvcore's convention, which the paper's
-        GFLOPs use, §7.1): the patch projection, and per block the q/k/v and
+        GFLOPs use, §7.1; the position embedding is an addition, fixed or
+        learned): the patch projection, and per block the q/k/v and
         output projections (4 T D^2), the attention scores and weighted sum
         (2 T^2 D) and the MLP (2 T D M). Norms, softmax, GELU and additions
         are not counted; `norm` costs 0.
@@ -215,7 +274,7 @@ class ViTEncoder:
         """`[B, T, D]` tokens -> `[B, D]` LayerNorm'd class token."""
         return self._norm.apply({'params': params[NORM]}, tokens[:, 0])
 
-    def features(self, params: dict, images: jax.Array,
-                 num_blocks: int) -> jax.Array:
-        """`[B, H, W, 3]` float -> `[B, D]` feature of the first `num_blocks`."""
-        return self.pool(params, self.run_segment(params, images, 0, num_blocks))
+
+backbone.register('vit', ViTConfig()._asdict(), lambda **fields: ViTEncoder(ViTConfig(**fields)),
+                  tiny=dict(image_size=8, patch_size=4, width=16, depth=3, num_heads=2,
+                            mlp_dim=32))

@@ -101,12 +101,20 @@ def check_head_sizes(**sizes: int) -> None:
 
 
 def make_online_heads(*, proj_hidden: int, proj_dim: int, proj_layers: int,
-                      pred_hidden: int, pred_layers: int) -> OnlineHeads:
-    """The MoCo v3 / BYOL heads (models/heads.py) as pure functions."""
+                      pred_hidden: int, pred_layers: int,
+                      pred_last_bn: bool = False,
+                      pred_last_bias: bool = True) -> OnlineHeads:
+    """The MoCo v3 / BYOL heads (models/heads.py) as pure functions;
+    `pred_last_bn` ends the predictor in a BN without affine (MoCo v3 ViT),
+    `pred_last_bias=False` drops its last bias (MoCo v3's bias-free MLPs)."""
     check_head_sizes(proj_hidden=proj_hidden, proj_dim=proj_dim, proj_layers=proj_layers,
                      pred_hidden=pred_hidden, pred_layers=pred_layers)
+    if not isinstance(pred_last_bn, bool):
+        raise ConfigError('ssl.kwargs.pred_last_bn', pred_last_bn, 'must be a bool.')
     projector = heads.make_projector(proj_hidden, proj_dim, proj_layers)
-    predictor = heads.make_predictor(pred_hidden, proj_dim, pred_layers)
+    predictor = heads.make_predictor(pred_hidden, proj_dim, pred_layers,
+                                     last_batch_norm=pred_last_bn,
+                                     last_bias=pred_last_bias)
 
     def init_heads(key, feature_dim):
         kp, kq = jax.random.split(key)

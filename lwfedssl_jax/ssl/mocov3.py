@@ -13,7 +13,7 @@ from lwfedssl_jax.ssl.base import PREDICTOR, PROJECTOR, SSLMethod, make_online_h
 def make(*, temperature: float = 0.05, momentum: float = 0.99,
          momentum_schedule: str = 'constant',
          proj_hidden: int = 512, proj_dim: int = 256, proj_layers: int = 3,
-         pred_hidden: int = 512, pred_layers: int = 2,
+         pred_hidden: int = 512, pred_layers: int = 2, pred_last_bn: bool = True,
          loss_scale_2tau: bool = False) -> SSLMethod:
     """Builds MoCo v3.
 
@@ -23,6 +23,8 @@ def make(*, temperature: float = 0.05, momentum: float = 0.99,
       momentum_schedule: 'constant' (paper) or 'cosine' (to 1; ssl/ema.py).
       proj_hidden, proj_dim, proj_layers: projector H (paper 512, 256, 3).
       pred_hidden, pred_layers: predictor P (paper 512, 2; output = proj_dim).
+      pred_last_bn: end P in a BN without affine after its last (bias-free)
+        Linear, as MoCo v3's ViT model does (its ResNet model: False).
       loss_scale_2tau: multiply the loss by 2τ like the official MoCo v3 code;
         the paper's equation has no such factor (default False).
     """
@@ -31,7 +33,8 @@ def make(*, temperature: float = 0.05, momentum: float = 0.99,
     momentum_fn = ema.make_momentum_fn(momentum, momentum_schedule)
     h = make_online_heads(proj_hidden=proj_hidden, proj_dim=proj_dim,
                           proj_layers=proj_layers, pred_hidden=pred_hidden,
-                          pred_layers=pred_layers)
+                          pred_layers=pred_layers, pred_last_bn=pred_last_bn,
+                          pred_last_bias=False)   # MoCo v3's _build_mlp: no biases
     scale = 2.0 * temperature if loss_scale_2tau else 1.0
 
     def loss_fn(online, target, encode_fn, h1, h2, negatives=None):

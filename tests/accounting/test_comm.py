@@ -12,7 +12,7 @@ BLOCK = 444_864
 EMBED = 9_408 + 12_480 + 192           # patch conv + position + class token
 NORM = 384
 PROJ = 192 * 512 + 1024 + 512 * 512 + 1024 + 512 * 256   # BN affine, last BN none
-PRED = 256 * 512 + 1024 + 512 * 256 + 256
+PRED = 256 * 512 + 1024 + 512 * 256             # ViT predictor: last BN, no bias
 HEADS = NORM + PROJ + PRED
 
 

@@ -6,6 +6,7 @@ import pytest
 from lwfedssl_jax import ssl
 from lwfedssl_jax.accounting import flops
 from lwfedssl_jax.models.vit import VIT_TINY, ViTConfig, ViTEncoder
+import backbones   # noqa: E402  (tests/backbones.py)
 from lwfedssl_jax.stages import make_stage_plan
 
 SMALL = ViTConfig(image_size=8, patch_size=4, width=8, depth=2, num_heads=2, mlp_dim=16)
@@ -26,9 +27,9 @@ def test_small_vit_hand_count():
     heads = heads_shapes(method, 8)
     assert flops.dense_macs(heads['projector']) == 8 * 16 + 16 * 16 + 16 * 4   # 448
     assert flops.dense_macs(heads['predictor']) == 4 * 16 + 16 * 4             # 128
-    lw = make_stage_plan('layerwise', depth=2, blocks_per_stage=1, total_rounds=4,
+    lw = make_stage_plan('layerwise', backbone=backbones.vit(2), blocks_per_stage=1, total_rounds=4,
                          head_names=method.head_names)
-    e2e = make_stage_plan('e2e', depth=2, blocks_per_stage=1, total_rounds=4,
+    e2e = make_stage_plan('e2e', backbone=backbones.vit(2), blocks_per_stage=1, total_rounds=4,
                           head_names=method.head_names)
     # Stage 2 of LW: block_01 + heads trained (x3), embed + block_00 frozen (x1).
     assert flops.per_sample_epoch_macs(enc, lw[1], heads) == 3 * (2960 + 576) + 1536 + 2960
@@ -56,7 +57,7 @@ PAPER = {  # (mode, blocks per stage) -> paper GFLOPs (Tables 2 and 3)
 def test_paper_gflops_within_2_percent(mode, bps):
     enc = ViTEncoder(VIT_TINY)
     method = ssl.get('mocov3')()
-    plan = make_stage_plan(mode, depth=12, blocks_per_stage=bps, total_rounds=180,
+    plan = make_stage_plan(mode, backbone=backbones.vit(12), blocks_per_stage=bps, total_rounds=180,
                            head_names=method.head_names)
     total = sum(flops.paper_flops(enc, plan, heads_shapes(method, 192), local_epochs=3))
     assert abs(total / 1e9 / PAPER[mode, bps] - 1) < 0.02

@@ -13,6 +13,7 @@ from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData, StepContext
 from lwfedssl_jax.federated.round import init_round_state, make_round_fn
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
+import backbones   # noqa: E402  (tests/backbones.py)
 from lwfedssl_jax.stages import make_stage_plan
 from lwfedssl_jax.utils.tree import select
 
@@ -28,7 +29,7 @@ def full_params(seed=0):
 
 
 def stage(mode, index):
-    return make_stage_plan(mode, depth=2, blocks_per_stage=1, total_rounds=2,
+    return make_stage_plan(mode, backbone=backbones.vit(2), blocks_per_stage=1, total_rounds=2,
                            head_names=METHOD.head_names)[index]
 
 
@@ -103,7 +104,7 @@ def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
     server = aggregate.make_server_update('none')
     round_fn = make_round_fn(client_lib.make_clients_update(train, execution, chunk),
                              algo, aggregate.make_aggregator('fedavg'), server, mesh,
-                             depth_dropout=depth_dropout > 0)
+                             dropout_blocks=spec.block_parts if depth_dropout > 0 else ())
     state = init_round_state(algo, server, params, spec.exchanged, num_clients)
     return round_fn, state, select(params, spec.frozen)
 

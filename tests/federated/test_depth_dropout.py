@@ -14,6 +14,7 @@ from lwfedssl_jax.accounting import flops
 from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import StepContext
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder, block_name
+import backbones   # noqa: E402  (tests/backbones.py)
 from lwfedssl_jax.stages import make_stage_plan
 from lwfedssl_jax.utils.tree import select
 
@@ -29,13 +30,13 @@ def test_skipped_blocks_are_identities():
     # By hand: embed, block 0, block 2 (1 and 3 skipped).
     h = enc.run_segment(params, x, 0, 1)
     h = enc.run_segment({block_name(2): params[block_name(2)]}, h, 2, 3)
-    np.testing.assert_allclose(got, h, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, h, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(enc.run_segment(params, x, 0, 4, jnp.ones(4, bool)),
-                               enc.run_segment(params, x, 0, 4), rtol=1e-6, atol=1e-6)
+                               enc.run_segment(params, x, 0, 4), rtol=1e-5, atol=1e-5)
 
 
 def test_a_step_with_a_dropped_block_equals_one_on_the_shorter_model():
-    spec = make_stage_plan('layerwise', depth=4, blocks_per_stage=1, total_rounds=4,
+    spec = make_stage_plan('layerwise', backbone=backbones.vit(4), blocks_per_stage=1, total_rounds=4,
                            head_names=tc.METHOD.head_names)[3]   # 3 frozen blocks
     enc = ViTEncoder(CFG4)
     params = {**enc.init(jax.random.key(0)),
@@ -59,7 +60,7 @@ def test_a_step_with_a_dropped_block_equals_one_on_the_shorter_model():
 
 
 def test_paper_flops_count_frozen_blocks_at_one_minus_p():
-    spec = make_stage_plan('layerwise', depth=4, blocks_per_stage=1, total_rounds=4,
+    spec = make_stage_plan('layerwise', backbone=backbones.vit(4), blocks_per_stage=1, total_rounds=4,
                            head_names=tc.METHOD.head_names)[3]
     enc = ViTEncoder(CFG4)
     heads = tc.METHOD.init_heads(jax.random.key(1), CFG4.width)
@@ -109,7 +110,7 @@ def test_xla_step_flops_fall_by_the_skipped_blocks(stage_rows, mode):
 
 
 def test_progressive_paper_flops_count_earlier_trained_blocks_at_one_minus_p():
-    spec = make_stage_plan('progressive', depth=4, blocks_per_stage=1, total_rounds=4,
+    spec = make_stage_plan('progressive', backbone=backbones.vit(4), blocks_per_stage=1, total_rounds=4,
                            head_names=tc.METHOD.head_names)[3]
     assert spec.droppable_blocks == 3 and spec.frozen_blocks == 0
     enc = ViTEncoder(CFG4)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from lwfedssl_jax.models.vit import VIT_TINY, ViTConfig, ViTEncoder, block_name
+from lwfedssl_jax.models.vit import (VIT_TINY, ViTConfig, ViTEncoder, block_name,
+                                     sincos_position_embedding)
 from lwfedssl_jax.utils.tree import num_params
 
 TINY = ViTConfig(image_size=8, patch_size=4, width=8, depth=3, num_heads=2,
@@ -12,7 +13,7 @@ TINY = ViTConfig(image_size=8, patch_size=4, width=8, depth=3, num_heads=2,
 
 
 def test_vit_tiny_parameter_counts_match_spec():
-    enc = ViTEncoder(VIT_TINY)
+    enc = ViTEncoder(VIT_TINY._replace(pos_embed='learned'))
     shapes = jax.eval_shape(enc.init, jax.random.key(0))
     assert num_params(shapes['block_00']) == 444_864
     assert num_params(shapes['embed']['patch']) == 9_408
@@ -22,6 +23,37 @@ def test_vit_tiny_parameter_counts_match_spec():
     assert sorted(shapes) == sorted(['embed', 'norm'] + [block_name(i) for i in range(12)])
     # 12 blocks + embedding + class token + final norm (spec: ~5.36 M).
     assert num_params(shapes) == 12 * 444_864 + 9_408 + 12_480 + 192 + 384
+    # MoCo v3's fixed sine-cosine table is a constant, not a parameter.
+    fixed = jax.eval_shape(ViTEncoder(VIT_TINY).init, jax.random.key(0))
+    assert sorted(fixed['embed']) == ['cls', 'patch']
+    assert num_params(fixed) == num_params(shapes) - 12_480
+
+
+def test_sincos_table_matches_moco_v3_formula():
+    """Element by element, as MoCo v3's build_2d_sincos_position_embedding
+    lays it out (its meshgrid puts the row index in the first half)."""
+    grid, width = 3, 8
+    table = sincos_position_embedding(grid, width)
+    assert table.shape == (1, 1 + grid * grid, width)
+    np.testing.assert_array_equal(table[0, 0], 0)
+    quarter = width // 4
+    for y in range(grid):
+        for x in range(grid):
+            row = table[0, 1 + y * grid + x]
+            for i in range(quarter):
+                w = 1 / 10000 ** (i / quarter)
+                np.testing.assert_allclose(
+                    [row[i], row[quarter + i], row[2 * quarter + i], row[3 * quarter + i]],
+                    [np.sin(y * w), np.cos(y * w), np.sin(x * w), np.cos(x * w)], atol=1e-6)
+
+
+def test_patch_kernel_uses_the_fan_of_a_3_p_p_patch():
+    enc = ViTEncoder(VIT_TINY)
+    kernel = np.asarray(enc.init_part(jax.random.key(0), 'embed')['patch']['kernel'])
+    bound = np.sqrt(6 / (3 * 4 * 4 + 192))            # MoCo v3: fan_in 48, fan_out 192
+    assert kernel.shape == (4, 4, 3, 192)
+    assert np.abs(kernel).max() <= bound
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)   # U(-b, b)
 
 
 def _np_layernorm(x, p):
@@ -47,15 +79,25 @@ def _np_block(x, p, heads):
     return x + h @ p['fc_2']['kernel'] + p['fc_2']['bias']
 
 
-def test_forward_matches_numpy_reference():
-    enc = ViTEncoder(TINY)
+@pytest.mark.parametrize('pos_embed', ['sincos', 'learned'])
+def test_forward_matches_numpy_reference(pos_embed):
+    enc = ViTEncoder(TINY._replace(pos_embed=pos_embed))
     params = jax.tree.map(np.asarray, enc.init(jax.random.key(1)))
+    # The fixed table for a 2x2 grid of width 8 (2 frequencies: 1, 1/100),
+    # written out by hand: [sin y w, cos y w, sin x w, cos x w].
+    w = np.array([1.0, 0.01])
+    fixed = np.zeros((1, 5, 8))
+    for y in range(2):
+        for x in range(2):
+            fixed[0, 1 + 2 * y + x] = np.concatenate(
+                [np.sin(y * w), np.cos(y * w), np.sin(x * w), np.cos(x * w)])
+    pos = params['embed']['pos'] if pos_embed == 'learned' else fixed
     x = np.asarray(jax.random.normal(jax.random.key(2), (2, 8, 8, 3)))
     # Embedding: non-overlapping 4x4 patches, row-major, then cls + pos.
     e = params['embed']
     patches = x.reshape(2, 2, 4, 2, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 4, 48)
     tok = patches @ e['patch']['kernel'].reshape(48, 8) + e['patch']['bias']
-    tok = np.concatenate([np.broadcast_to(e['cls'], (2, 1, 8)), tok], 1) + e['pos']
+    tok = np.concatenate([np.broadcast_to(e['cls'], (2, 1, 8)), tok], 1) + pos
     for i in range(3):
         tok = _np_block(tok, params[block_name(i)], heads=2)
     expected = _np_layernorm(tok[:, 0], params['norm'])
@@ -91,7 +133,30 @@ def test_init_part_is_deterministic_and_key_dependent():
     (dict(image_size=30, patch_size=4), r'model.patch_size=4: must divide model.image_size=30'),
     (dict(width=10, num_heads=3), r'model.num_heads=3: must divide model.width=10'),
     (dict(depth=0), r'model.depth=0: must be >= 1'),
+    (dict(pos_embed='fixed'), r"model.pos_embed='fixed': unknown"),
+    (dict(width=6, num_heads=2), r'model.width=6: must be a multiple of 4'),
 ])
 def test_bad_shapes_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ViTEncoder(TINY._replace(**kwargs))
+
+
+def test_v1_export_files_still_load(tmp_path):
+    """A file written by the ViT-only v1 format (meta 'vit', learned positions)."""
+    import json
+
+    from lwfedssl_jax import export
+    from lwfedssl_jax.utils.tree import flatten_dict
+    cfg = TINY._replace(pos_embed='learned')
+    enc = ViTEncoder(cfg)
+    params = enc.init(jax.random.key(4))
+    fields = {k: v for k, v in cfg._asdict().items() if k != 'pos_embed'}
+    flat = {k: np.asarray(v) for k, v in flatten_dict(params).items()}
+    flat['__meta__'] = np.array(json.dumps({
+        'format': 'lwfedssl_jax.encoder.v1', 'vit': fields, 'num_blocks': 3,
+        'step': 1, 'stage': 0, 'mode': 'e2e'}))
+    np.savez(tmp_path / 'v1.npz', **flat)
+    loaded, loaded_params, n = export.load_encoder(str(tmp_path / 'v1.npz'))
+    x = jax.random.normal(jax.random.key(5), (2, 8, 8, 3))
+    np.testing.assert_array_equal(loaded.features(loaded_params, x, n),
+                                  enc.features(params, x, 3))

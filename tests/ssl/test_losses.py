@@ -43,7 +43,7 @@ def test_mocov3_symmetric_loss_and_stop_gradient():
     loss, _ = method.loss_fn(online, target, encode, h1, h2)
     # Independent recomposition of the symmetric loss from its pieces.
     P = heads_lib.make_projector(16, 8)
-    Q = heads_lib.make_predictor(16, 8)
+    Q = heads_lib.make_predictor(16, 8, last_batch_norm=True)   # MoCo v3's ViT predictor
     q = lambda h: Q.apply({'params': online['predictor']},
                           P.apply({'params': online['projector']}, encode(online, h)))
     k = lambda h: P.apply({'params': target['projector']}, encode(target, h))
