@@ -7,9 +7,9 @@ timed side by side in one process.
    same 2x2 one as patches x matmul.
 2. The weight gradient of a 3x3 64->64 convolution on 16x16 maps at batch
    64, four times: outside a loop, inside a `lax.scan`, and inside a scan
-   computed as patches x gradient (what `resnet.conv2d` does on CPU).
+   computed as patches x gradient (what `models/conv.py` does on CPU).
 3. Two SGD steps of ResNet-18 (CIFAR stem, width 64, 16x16 inputs, batch
-   64) inside a `lax.scan`, with `resnet.conv2d` against plain
+   64) inside a `lax.scan`, with `conv.conv2d` against plain
    `lax.conv_general_dilated` everywhere.
 Prints milliseconds per call (median of 3, after a warm-up).
 """
@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lwfedssl_jax import models, platform  # noqa: E402
-from lwfedssl_jax.models import resnet  # noqa: E402
+from lwfedssl_jax.models import conv, resnet  # noqa: E402
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -52,7 +52,7 @@ def main():
     rows = [('3x3 512->512 conv, 2x2 maps', ms(plain, jnp.ones((64, 2, 2, 512)), w)),
             ('3x3 512->512 conv, 4x4 maps', ms(plain, jnp.ones((64, 4, 4, 512)), w)),
             ('3x3 512->512 conv, 2x2 maps, patches x matmul',
-             ms(lambda x, w: resnet._patches(x, 3, 1) @ resnet._as_matrix(w),
+             ms(lambda x, w: conv._patches(x, 3, 1) @ conv._as_matrix(w),
                 jnp.ones((64, 2, 2, 512)), w))]
     x, w = jnp.ones((64, 16, 16, 64)), jnp.ones((3, 3, 64, 64)) * 1e-2
     steps = jnp.arange(4.0)
@@ -68,7 +68,7 @@ def main():
                                       jnp.zeros_like(w), steps)[0], x, w)),
         ('4 weight gradients in a lax.scan, patches x gradient',
          ms(lambda x, w: jax.lax.scan(lambda c, i: (c + wgrad(
-             lambda x_, w_: resnet.conv2d(x_, w_, 1))(w, x + i), None),
+             lambda x_, w_: conv.conv2d(x_, w_, 1))(w, x + i), None),
              jnp.zeros_like(w), steps)[0], x, w))]
     enc = models.make_backbone({'name': 'resnet18', 'image_size': 16, 'stem': 'cifar',
                                 'width': 64, 'norm_groups': 32})

@@ -4,5 +4,7 @@ Importing this package registers every backbone in `MODELS`, keyed by
 `config.model.name`: 'vit' (`vit.py`) and 'resnet18' (`resnet.py`).
 """
 
-from lwfedssl_jax.models import resnet, vit  # noqa: F401  (register their backbones)
-from lwfedssl_jax.models.backbone import MODELS, Backbone, make_backbone, model_fields  # noqa: F401
+from lwfedssl_jax.models import resnet, vit   # importing registers their backbones
+from lwfedssl_jax.models.backbone import MODELS, Backbone, make_backbone, model_fields
+
+__all__ = ['MODELS', 'Backbone', 'make_backbone', 'model_fields', 'resnet', 'vit']

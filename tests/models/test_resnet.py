@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lwfedssl_jax.errors import ConfigError
-from lwfedssl_jax.models import backbone, resnet
+from lwfedssl_jax.models import backbone, conv
 from lwfedssl_jax.models.resnet import ResNetConfig, ResNetEncoder
 
 # Small enough to run on CPU in a blink; numbers that need the real width
@@ -377,7 +377,7 @@ def test_conv_and_its_gradients_equal_xlas_plain_convolution(side, kernel, strid
             x, w, (stride, stride), (pad, pad), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))))
 
     def ours(x, w):
-        return jnp.sum(jnp.sin(resnet.conv2d(x, w, stride)))
+        return jnp.sum(jnp.sin(conv.conv2d(x, w, stride)))
 
     np.testing.assert_allclose(ours(x, w), plain(x, w), rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(plain, (0, 1))(x, w)):
