@@ -155,7 +155,14 @@ def _unknown_override(argv) -> ConfigError | None:
         valid = list(flat_keys(config))
         if key not in valid and not any(v.startswith(key + '.') for v in valid):
             value = arg.split('=', 1)[1] if '=' in arg else ''
+            # Suggest within the key's own subtree first (a backbone's or a
+            # method's fields differ from config to config).
+            head = key.split('.', 1)[0] + '.'
+            siblings = [v for v in valid if v.startswith(head)]
+            listed = (f' Keys under {head[:-1]} in this config: {sorted(siblings)}.'
+                      if siblings and len(siblings) <= 12 else '')
             return ConfigError(key, value, f'unknown config key (from {arg}).'
-                               + did_you_mean(key, valid),
+                               + (did_you_mean(key, siblings) or did_you_mean(key, valid))
+                               + listed,
                                'every key and its default is in configs/common.py.')
     return None

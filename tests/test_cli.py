@@ -109,6 +109,14 @@ CASES = [
     ('main', [QS, '--config.addons.ra.temperature=0', '--config.fl.addons=ra',
               '--workdir={out}'], 'addons.ra.temperature=0.0: must be > 0'),
     ('main', [QS, '--config.fl.dropout=1.0', '--workdir={out}'], 'fl.dropout=1.0'),
+    # A field another backbone has: the message lists this backbone's fields.
+    ('main', ['--config=configs/quickstart.py:model=resnet18', '--config.model.patch_size=4',
+              '--workdir={out}'], "Keys under model in this config: ['model.image_size', "
+     "'model.name', 'model.norm_groups', 'model.stem', 'model.width']"),
+    ('main', ['--config=configs/quickstart.py:model=resnet18', '--config.model.stem=big',
+              '--workdir={out}'], "model.stem='big': unknown; choices: ('cifar', 'imagenet')"),
+    ('main', ['--config=configs/quickstart.py:model=resnet18', '--config.fl.depth_dropout=0.3',
+              '--workdir={out}'], "blocks of model.name='resnet18' change the activation shape"),
     ('main', [QS, '--config.checkpoint.every_rounds=0', '--workdir={out}'],
      'checkpoint.every_rounds=0'),
     ('main', [QS, '--config.log.step_flops=sometimes', '--workdir={out}'],
