@@ -37,7 +37,7 @@ class StageSpec:
     Attributes:
       index: stage number s, from 0.
       num_blocks: blocks present (the encoder runs blocks `[0, num_blocks)`).
-      frozen_blocks: the first `frozen_blocks` blocks (and the embedding if
+      frozen_blocks: the first `frozen_blocks` blocks (and the input parts if
         > 0) are frozen: run forward-only, once per view, under
         `stop_gradient`. Blocks `[frozen_blocks, num_blocks)` are trained.
       present: every part that exists during the stage.

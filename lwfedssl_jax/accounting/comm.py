@@ -63,7 +63,7 @@ def catch_up(held, selected, frozen_part_bytes) -> tuple[float, list]:
 
     Args:
       held: `[N]` how many parts of the frozen prefix each client holds (in
-        prefix order: embedding, block 0, block 1, ...).
+        prefix order: input parts, block 0, block 1, ...).
       selected: the round's participant ids `[K]`.
       frozen_part_bytes: bytes of each part of this stage's frozen prefix,
         in prefix order.

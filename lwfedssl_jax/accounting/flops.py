@@ -39,7 +39,7 @@ def per_sample_epoch_macs(encoder: Backbone, spec: StageSpec, head_params: dict,
       depth_dropout: probability p that a droppable block
         (`spec.droppable_blocks`: frozen blocks in layer-wise mode, earlier
         trained ones in progressive mode) is skipped: those count (1 - p)
-        times (the expected cost; the embedding, the new blocks and the heads
+        times (the expected cost; the input parts, the new blocks and the heads
         are never dropped).
     """
     def forward(part):
