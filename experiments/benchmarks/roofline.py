@@ -1,0 +1,97 @@
+"""Roofline: achieved GFLOP/s of the jitted client step, as a fraction of this
+machine's dense-matmul GFLOP/s, measured in the same run (issue 12, item 5).
+
+    python experiments/benchmarks/roofline.py [--batch 64] [--repeats 5]
+
+The reference is a float32 matmul of two 2048 x 2048 matrices (2 * 2048^3
+FLOPs). Each client step is the engine's own (`LocalStep.step`: two-view
+augmentation, frozen prefix, trainable forward / backward, AdamW, EMA
+target), jitted alone, on random uint8 images; its FLOPs are XLA's
+`cost_analysis()` of that compiled step (the count the resource report
+uses). Rows: the quickstart ViT and ViT-Tiny (32x32), e2e and the last
+layer-wise stage. Prints the median step time after a warm-up, the step's
+GFLOP/s and its fraction of the matmul's.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import cifar10_vit_tiny, quickstart  # noqa: E402
+from lwfedssl_jax import builders, platform  # noqa: E402
+from lwfedssl_jax.accounting.xla_cost import compiled_cost  # noqa: E402
+from lwfedssl_jax.federated.algorithms.base import StepContext  # noqa: E402
+from lwfedssl_jax.utils.tree import select  # noqa: E402
+
+
+def median_seconds(fn, args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def matmul_gflops(repeats: int) -> float:
+    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    b = jax.random.normal(jax.random.key(1), (2048, 2048))
+    return 2 * 2048 ** 3 / median_seconds(jax.jit(jnp.matmul), (a, b), repeats) / 1e9
+
+
+def client_step(config, batch: int, repeats: int) -> tuple[float, float]:
+    """(XLA FLOPs, median seconds) of one client step of the LAST stage."""
+    config.fl.batch_size = batch
+    setup = builders.build(config)
+    spec = setup.plan[-1]
+    params = {}
+    for s in setup.plan:
+        params = builders.init_new_parts(setup, params, s, config.seed)
+    fns = builders.build_stage(setup, spec, config, 1, batch)
+    frozen, trainable = select(params, spec.frozen), select(params, spec.trainable)
+    size = config.model.image_size
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3),
+                                                           dtype=np.uint8))
+    args = (frozen, trainable, fns.local.init_target(trainable),
+            fns.local.init_opt(frozen, trainable), images, jax.random.key(0),
+            select(params, spec.exchanged), StepContext(), jnp.float32(0.99))
+    flops = compiled_cost(fns.local.step, *args).flops
+    return flops, median_seconds(jax.jit(fns.local.step), args, repeats)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--repeats', type=int, default=5)
+    args = ap.parse_args()
+    platform.setup()
+    peak = matmul_gflops(args.repeats)
+    rows = []
+    for name, make in (('quickstart ViT (16 px, width 64, 4 blocks)', quickstart.get_config),
+                       ('ViT-Tiny (32 px, width 192, 12 blocks)', cifar10_vit_tiny.get_config)):
+        for mode in ('e2e', 'layerwise'):
+            config = make(f'mode={mode}')
+            config.unlock()
+            flops, seconds = client_step(config, args.batch, args.repeats)
+            rows.append((name, mode, flops, seconds))
+            print(f'{name} {mode}: {seconds * 1e3:.1f} ms, {flops / seconds / 1e9:.1f} GFLOP/s',
+                  flush=True)
+    print(f'\n# batch {args.batch}, {jax.device_count()} x {jax.devices()[0].platform}; '
+          f'float32 2048^2 matmul: {peak:.1f} GFLOP/s\n')
+    print('| model | mode (last stage) | step (ms) | XLA GFLOPs / step | GFLOP/s | of matmul |')
+    print('|---|---|---|---|---|---|')
+    for name, mode, flops, seconds in rows:
+        rate = flops / seconds / 1e9
+        print(f'| {name} | {mode} | {seconds * 1e3:.1f} | {flops / 1e9:.2f} | {rate:.1f} '
+              f'| {rate / peak:.0%} |')
+
+
+if __name__ == '__main__':
+    main()
