@@ -20,6 +20,15 @@ rounds, method, model (vit | resnet18), pos_embed (sincos | learned).
 """
 
 from configs import common
+from lwfedssl_jax.errors import ConfigError, did_you_mean
+
+
+# The backbones' fields at 16 px (the ViT's position table is an argument).
+BACKBONES = {
+    'vit': lambda a: dict(image_size=16, patch_size=4, width=128, depth=4, num_heads=4,
+                          mlp_dim=256, pos_embed=a.pos_embed),
+    'resnet18': lambda a: dict(image_size=16),     # width 64, CIFAR stem, 32 groups
+}
 
 
 def get_config(arg=None):
@@ -27,13 +36,12 @@ def get_config(arg=None):
                          method='mocov3', model='vit', pos_embed='sincos')
     c = common.base(a.method)
     c.mode = a.mode
-    if a.model == 'resnet18':
-        common.set_model(c, 'resnet18', **{**common.RESNET18, 'image_size': 16})
-    else:
-        common.set_model(c, a.model, image_size=16, patch_size=4, width=128, depth=4,
-                         num_heads=4, mlp_dim=256, pos_embed=a.pos_embed)
+    if a.model not in BACKBONES:
+        raise ConfigError(':model', a.model, f'unknown; choices: {sorted(BACKBONES)}.'
+                          + did_you_mean(a.model, BACKBONES))
+    common.set_model(c, a.model, **BACKBONES[a.model](a))
     common.set_method(c, a.method, temperature=0.2, proj_hidden=256, proj_dim=128,
-                      pred_hidden=256, pred_last_bn=a.model != 'resnet18')
+                      pred_hidden=256, pred_last_bn=common.PRED_LAST_BN[a.model])
     c.data.source = f'folder:{a.path}'
     c.fl.num_clients = c.fl.clients_per_round = 2
     c.fl.local_epochs = 2

@@ -107,10 +107,10 @@ def set_model(c: ml_collections.ConfigDict, name: str, **fields) -> None:
     c.model = ml_collections.ConfigDict({'name': name, **model, **fields})
 
 
-# The ResNet-18 of Table 4 on 32x32 images (models/resnet.py): the CIFAR
-# stem (3x3, no max-pool); `stem='imagenet'` is the torchvision model whose
-# GFLOPs the paper reports (experiments/backbones/README.md).
-RESNET18 = dict(image_size=32, stem='cifar', width=64, norm_groups=32)
+# MoCo v3's reference predictor per backbone: its ViT model ends the
+# predictor in BatchNorm without affine, its ResNet model does not
+# (`ssl.kwargs.pred_last_bn`).
+PRED_LAST_BN = {'vit': True, 'resnet18': False}
 
 
 def set_smoke_run(c: ml_collections.ConfigDict) -> None:

@@ -24,13 +24,12 @@ from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 
-# The quickstart's backbones: fields, smoke-run changes, and whether MoCo
-# v3's predictor ends in a BatchNorm (its ViT model) or not (its ResNet model).
+# The quickstart's backbones: fields, and their changes for a smoke run.
 BACKBONES = {
     'vit': (dict(image_size=16, patch_size=4, width=64, depth=4, num_heads=4, mlp_dim=256),
-            dict(width=32, depth=2, num_heads=2, mlp_dim=64), True),
-    'resnet18': ({**common.RESNET18, 'image_size': 16, 'width': 16, 'norm_groups': 8},
-                 dict(width=8, norm_groups=4), False),
+            dict(width=32, depth=2, num_heads=2, mlp_dim=64)),
+    'resnet18': (dict(image_size=16, width=16, norm_groups=8),
+                 dict(width=8, norm_groups=4)),
 }
 
 
@@ -42,7 +41,8 @@ def get_config(arg=None):
     if a.model not in BACKBONES:
         raise ConfigError(':model', a.model, f'unknown; choices: {sorted(BACKBONES)}.'
                           + did_you_mean(a.model, BACKBONES))
-    fields, smoke_fields, pred_last_bn = BACKBONES[a.model]
+    fields, smoke_fields = BACKBONES[a.model]
+    pred_last_bn = common.PRED_LAST_BN[a.model]
     common.set_model(c, a.model, **{**fields, **(smoke_fields if a.smoke else {})})
     common.set_method(c, a.method, temperature=0.2, proj_hidden=256, proj_dim=64,
                       pred_hidden=256, pred_last_bn=pred_last_bn)

@@ -28,17 +28,16 @@ def get_config(arg=None):
                          smoke=False)
     c = common.base('mocov3')
     c.mode = a.mode
-    common.set_model(c, 'resnet18', **{**common.RESNET18, 'stem': a.stem})
-    common.set_method(c, 'mocov3', pred_last_bn=False)
+    common.set_model(c, 'resnet18', stem=a.stem)   # 32 px, width 64, 32 groups
+    common.set_method(c, 'mocov3', pred_last_bn=common.PRED_LAST_BN['resnet18'])
     c.fl.total_rounds = 120
     c.data.source = a.source
     c.eval.at_stage_end = False
     c.accounting.examples_per_client = 5000   # CIFAR-10's 50,000 over 10 clients
     if a.smoke:
-        common.set_model(c, 'resnet18', **{**common.RESNET18, 'stem': a.stem,
-                                           'width': 8, 'norm_groups': 4})
+        common.set_model(c, 'resnet18', stem=a.stem, width=8, norm_groups=4)
         common.set_method(c, 'mocov3', proj_hidden=32, proj_dim=16, pred_hidden=32,
-                          pred_last_bn=False)
+                          pred_last_bn=common.PRED_LAST_BN['resnet18'])
         c.data.source = 'synthetic'
         common.set_smoke_run(c)
         c.fl.total_rounds = 4

@@ -96,9 +96,9 @@ class Backbone:
 
     def init(self, key: jax.Array) -> dict:
         """Every block, input and shared part (no adapters): a full encoder."""
-        adapters = {a for n in range(1, self.depth + 1) for a in self.adapter_parts(n)}
+        parts = self.encoder_parts(self.depth)
         return {name: self.init_part(jax.random.fold_in(key, i), name)
-                for i, name in enumerate(self.part_names()) if name not in adapters}
+                for i, name in enumerate(self.part_names()) if name in parts}
 
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int, stop: int,

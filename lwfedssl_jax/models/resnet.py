@@ -142,9 +142,6 @@ class ResNetConfig(NamedTuple):
         return self
 
 
-RESNET18 = ResNetConfig()
-
-
 class Conv(nn.Module):
     """Bias-free k x k convolution (`conv2d`), He fan-out init:
     `[B, H, W, C_in]` -> `[B, H', W', features]`. Its parameter is flax
@@ -160,10 +157,6 @@ class Conv(nn.Module):
         return conv2d(x, w, self.stride)
 
 
-def _conv(features: int, kernel: int, stride: int, name: str) -> Conv:
-    return Conv(features, kernel, stride, name=name)
-
-
 class Stem(nn.Module):
     """Conv, GroupNorm, ReLU (and torchvision's max-pool for 'imagenet').
 
@@ -176,9 +169,9 @@ class Stem(nn.Module):
     def __call__(self, images: jax.Array) -> jax.Array:
         c = self.cfg
         if c.stem == 'cifar':
-            x = _conv(c.width, 3, 1, 'conv')(images)
+            x = Conv(c.width, 3, 1, name='conv')(images)
         else:
-            x = _conv(c.width, 7, 2, 'conv')(images)
+            x = Conv(c.width, 7, 2, name='conv')(images)
         x = nn.relu(nn.GroupNorm(num_groups=c.norm_groups, name='norm')(x))
         if c.stem == 'imagenet':
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -199,12 +192,12 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         g = self.norm_groups
-        y = _conv(self.features, 3, self.stride, 'conv1')(x)
+        y = Conv(self.features, 3, self.stride, name='conv1')(x)
         y = nn.relu(nn.GroupNorm(num_groups=g, name='norm1')(y))
-        y = _conv(self.features, 3, 1, 'conv2')(y)
+        y = Conv(self.features, 3, 1, name='conv2')(y)
         y = nn.GroupNorm(num_groups=g, name='norm2')(y)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _conv(self.features, 1, self.stride, 'down_conv')(x)
+            x = Conv(self.features, 1, self.stride, name='down_conv')(x)
             x = nn.GroupNorm(num_groups=g, name='down_norm')(x)
         return nn.relu(x + y)
 
@@ -384,7 +377,7 @@ class ResNetEncoder(backbone.Backbone):
         """
         f = self.pool(params, h)
         for name in self.adapter_parts(num_blocks):
-            f = f @ params[name]['kernel']
+            f = self._adapter.apply({'params': params[name]}, f)
         return f
 
 
