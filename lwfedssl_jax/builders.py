@@ -20,7 +20,7 @@ from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated import addons, aggregate, algorithms
-from lwfedssl_jax.federated import client as client_lib
+from lwfedssl_jax.federated import client as client_lib, execution
 from lwfedssl_jax.federated.algorithms.base import PublicData
 from lwfedssl_jax.federated import round as round_lib
 from lwfedssl_jax.federated.round import RoundFunction, RoundState, make_round_fn
@@ -207,7 +207,7 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
         local, spec, algorithm, setup.method, batch_size=fl.batch_size,
         epochs=fl.local_epochs, max_examples=max_examples,
         total_rounds=fl.total_rounds, depth_dropout=fl.depth_dropout)
-    clients_update = client_lib.make_clients_update(
+    clients_update = execution.make_clients_update(
         local_train, fl.client_execution, fl.client_chunk)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
     return StageFns(local, algorithm, make_round_fn(

@@ -39,7 +39,7 @@ import numpy as np
 from lwfedssl_jax import builders, sharding, ssl, stages
 from lwfedssl_jax.data import augment, partition, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
-from lwfedssl_jax.federated import addons, aggregate, algorithms, client
+from lwfedssl_jax.federated import addons, aggregate, algorithms, execution
 from lwfedssl_jax.models import MODELS, make_backbone
 
 
@@ -155,7 +155,7 @@ RULES: dict[str, Rule] = {
     'fl.local_epochs': _int(1),
     'fl.batch_size': _int(2),           # contrastive losses need 2 examples
     'fl.total_rounds': _int(1),
-    'fl.client_execution': _choice(lambda: client.EXECUTIONS),
+    'fl.client_execution': _choice(lambda: execution.EXECUTIONS),
     'fl.client_chunk': _int(0),
     'fl.mesh_devices': _int(1, also=-1),
     'fl.algorithm': _choice(lambda: sorted(algorithms.ALGORITHMS)),
@@ -282,7 +282,7 @@ def _relations(config) -> list:
         errors.append(ConfigError(
             'fl.depth_dropout', fl.depth_dropout, f'skips blocks, but the blocks of '
             f'model.name={encoder.name!r} change the activation shape; use 0.'))
-    _collect(errors, client.check_execution, fl.client_execution, fl.client_chunk)
+    _collect(errors, execution.check_execution, fl.client_execution, fl.client_chunk)
     devices = _collect(errors, sharding.mesh_size, fl.mesh_devices) or 1
     if fl.clients_per_round % devices:
         errors.append(ConfigError('fl.clients_per_round', fl.clients_per_round,

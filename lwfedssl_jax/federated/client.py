@@ -13,8 +13,7 @@ Three layers, each built once per stage:
   persistent target) and what is uploaded besides the exchanged parts is the
   federated algorithm's decision (`federated/algorithms/`); the optimiser
   state is reset every round (paper §5 "assumed reset").
-* `make_clients_update`: all participating clients, executed by `vmap`,
-  `lax.map` (sequential inside jit) or chunked `lax.map(batch_size=...)`.
+* all participating clients together: `federated/execution.py`.
 
 Ragged client datasets: client c with n_c examples does
 `E * ceil(n_c / B)` steps. Each epoch is a fresh permutation of its examples;
@@ -33,7 +32,6 @@ import jax.numpy as jnp
 import optax
 
 from lwfedssl_jax.data import augment
-from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
 from lwfedssl_jax.models.backbone import Backbone
@@ -42,7 +40,6 @@ from lwfedssl_jax.ssl.ema import ema_update
 from lwfedssl_jax.stages import StageSpec
 from lwfedssl_jax.utils.tree import select
 
-EXECUTIONS = ('vmap', 'map', 'chunked')
 DEPTH_DROPOUT_KEY = 2**31 - 2   # fold_in index of a client's drop mask (beyond the split keys)
 
 
@@ -282,44 +279,3 @@ def make_local_train(local: LocalStep, spec: StageSpec,
                                    'keep': keep}
 
     return local_train
-
-
-def check_execution(execution: str, chunk: int) -> None:
-    """Raises `ConfigError` unless `fl.client_execution` / `fl.client_chunk`
-    can run (see `make_clients_update`)."""
-    if execution not in EXECUTIONS:
-        raise ConfigError('fl.client_execution', execution, f'unknown; choices: '
-                          f'{EXECUTIONS}.')
-    if execution == 'chunked' and chunk < 1:
-        raise ConfigError('fl.client_chunk', chunk, 'fl.client_execution=chunked '
-                          'needs fl.client_chunk >= 1.')
-
-
-def make_clients_update(local_train: Callable, execution: str = 'vmap',
-                        chunk: int = 0) -> Callable:
-    """All participating clients of a round.
-
-    Returns `clients_update(frozen, sent, states, images, sizes, keys,
-    round_index, public)` where states (leaves `[K, ...]`), images
-    `[K, N_max, H, W, 3]`, sizes `[K]`, keys `[K]` are per client and frozen,
-    sent, round_index, public are broadcast; outputs (uploads, new states,
-    metrics) are stacked `[K, ...]`.
-
-    Args:
-      execution: 'vmap' (parallel; the accelerator default), 'map'
-        (`lax.map`, sequential inside jit: less memory, faster on CPU) or
-        'chunked' (`lax.map` over chunks of `chunk` clients, vmapped within).
-      chunk: clients per vmapped chunk for 'chunked' (>= 1).
-    """
-    check_execution(execution, chunk)
-
-    def clients_update(frozen, sent, states, images, sizes, keys, round_index,
-                       public):
-        if execution == 'vmap':
-            return jax.vmap(local_train, in_axes=(None, None, 0, 0, 0, 0, None, None))(
-                frozen, sent, states, images, sizes, keys, round_index, public)
-        per_client = lambda xs: local_train(frozen, sent, *xs, round_index, public)
-        return jax.lax.map(per_client, (states, images, sizes, keys),
-                           batch_size=chunk if execution == 'chunked' else None)
-
-    return clients_update

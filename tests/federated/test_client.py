@@ -9,7 +9,7 @@ import pytest
 from lwfedssl_jax import ssl
 from lwfedssl_jax.data.augment import AugmentConfig
 from lwfedssl_jax.federated import addons, aggregate, algorithms
-from lwfedssl_jax.federated import client as client_lib
+from lwfedssl_jax.federated import client as client_lib, execution as execution_lib
 from lwfedssl_jax.federated.algorithms.base import PublicData, StepContext
 from lwfedssl_jax.federated.round import init_round_state, make_round_fn
 from lwfedssl_jax.models.vit import ViTConfig, ViTEncoder
@@ -102,7 +102,7 @@ def make_round(spec, execution='map', chunk=0, tx=None, batch_size=4, epochs=2,
                                         epochs=epochs, max_examples=n_max, total_rounds=4,
                                         depth_dropout=depth_dropout)
     server = aggregate.make_server_update('none')
-    round_fn = make_round_fn(client_lib.make_clients_update(train, execution, chunk),
+    round_fn = make_round_fn(execution_lib.make_clients_update(train, execution, chunk),
                              algo, aggregate.make_aggregator('fedavg'), server, mesh,
                              dropout_blocks=spec.block_parts if depth_dropout > 0 else ())
     state = init_round_state(algo, server, params, spec.exchanged, num_clients)
@@ -203,6 +203,6 @@ def test_layerwise_step_costs_less_than_e2e():
 
 def test_bad_execution_rejected():
     with pytest.raises(ValueError, match='client_execution'):
-        client_lib.make_clients_update(lambda *a: a, 'pmap')
+        execution_lib.make_clients_update(lambda *a: a, 'pmap')
     with pytest.raises(ValueError, match='client_chunk'):
-        client_lib.make_clients_update(lambda *a: a, 'chunked', 0)
+        execution_lib.make_clients_update(lambda *a: a, 'chunked', 0)
