@@ -44,6 +44,15 @@ def _without_server_params(round_state):
     return round_state._replace(server=round_state.server._replace(params={}))
 
 
+def _on_a_device(tree):
+    """Restore targets placed: leaves without a sharding go to this process's
+    first device, so a checkpoint saved on another topology (a client mesh,
+    several processes) restores anywhere."""
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: x if getattr(x, 'sharding', None) is not None
+                        else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), tree)
+
+
 def _leaves_dict(tree) -> dict:
     return {f'{i:05d}': x for i, x in enumerate(jax.tree.leaves(tree))}
 
@@ -125,7 +134,8 @@ class RunCheckpoints:
 
         Args:
           abstract_params_fn: `meta -> pytree of ShapeDtypeStruct`, the
-            parameter structure of the stage recorded in `meta`.
+            parameter structure of the stage recorded in `meta` (leaves
+            with no sharding are restored on this process's first device).
           abstract_round_state_fn: `meta -> RoundState of ShapeDtypeStruct`
             (the stage's); None for readers that need the parameters only.
 
@@ -135,9 +145,9 @@ class RunCheckpoints:
         """
         meta = self.read_meta(step)
         want_state = meta.get('has_round_state') and abstract_round_state_fn
-        items = {PARAMS: ocp.args.StandardRestore(abstract_params_fn(meta))}
+        items = {PARAMS: ocp.args.StandardRestore(_on_a_device(abstract_params_fn(meta)))}
         if want_state:
-            abstract = abstract_round_state_fn(meta)
+            abstract = _on_a_device(abstract_round_state_fn(meta))
             rest = _without_server_params(abstract)
             leaves = _leaves_dict(rest)
             if leaves:

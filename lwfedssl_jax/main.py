@@ -12,6 +12,12 @@ checkpoint. Outputs in the workdir: config.json, metrics.jsonl,
 summary.json, plots/*.png, tensorboard/ (`tensorboard --logdir WORKDIR`).
 Compare runs with `python -m lwfedssl_jax.compare DIR...`.
 
+Several processes (hosts, GPUs) train one run together through JAX's
+distributed runtime: start the same command in each with
+`--coordinator_address=HOST0:PORT --num_processes=P --process_id=I` (or
+`--distributed` where JAX detects the cluster: Cloud TPU, SLURM) and
+`--config.fl.mesh_devices=-1` (README, "Several hosts").
+
 A mistake in the config or flags is answered in one line, exit status 2,
 before any data is loaded or anything compiled (`--debug` shows the
 traceback).
@@ -20,11 +26,13 @@ traceback).
 from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import cli, platform, train
+from lwfedssl_jax import cli, distributed, platform, train
 
 
 def main(argv):
     cli.no_positional_args(argv)
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _DISTRIBUTED.value)   # before anything touches a device
     platform.setup()
     summary = train.run(_CONFIG.value, _WORKDIR.value)   # validates first thing
     final = summary['final_eval']
@@ -36,11 +44,20 @@ def main(argv):
 def _define_flags():
     """Command-line flags (defined only when run as a program, so that the
     module can be imported beside other entry points)."""
-    global _CONFIG, _WORKDIR
+    global _CONFIG, _WORKDIR, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID, _DISTRIBUTED
     _CONFIG = config_flags.DEFINE_config_file(
         'config', None, 'Config file, e.g. configs/quickstart.py:mode=layerwise.',
         lock_config=True)
     _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
+    _COORDINATOR = flags.DEFINE_string(
+        'coordinator_address', None, "Multi-process run: 'host:port' of process 0.")
+    _NUM_PROCESSES = flags.DEFINE_integer(
+        'num_processes', None, 'Multi-process run: how many processes take part.')
+    _PROCESS_ID = flags.DEFINE_integer(
+        'process_id', None, "Multi-process run: this process's rank, 0 .. P-1.")
+    _DISTRIBUTED = flags.DEFINE_bool(
+        'distributed', False, 'Multi-process run on a cluster JAX detects itself '
+        '(Cloud TPU pod slice, SLURM).')
     flags.mark_flags_as_required(['config', 'workdir'])
 
 

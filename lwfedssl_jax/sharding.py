@@ -7,6 +7,7 @@ cross-device reduction of FedAvg itself.
 """
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lwfedssl_jax.errors import ConfigError
@@ -19,9 +20,19 @@ def mesh_size(num_devices: int) -> int:
 
     Asks the backend only for a mesh (starting it costs about a second).
 
+    In a multi-process run (`distributed.py`) the mesh must hold every
+    device of every process: each process trains its share of the clients.
+
     Raises:
-      ConfigError: more devices than present, or a count below -1 / 0.
+      ConfigError: more devices than present, a count below -1 / 0, or a
+        multi-process run whose mesh leaves devices out.
     """
+    if jax.distributed.is_initialized() and jax.process_count() > 1:
+        available = jax.device_count()
+        if num_devices not in (-1, available):
+            raise ConfigError('fl.mesh_devices', num_devices, f'a run of '
+                              f'{jax.process_count()} processes splits its clients '
+                              f'over all {available} devices: use -1.')
     if num_devices == 1:
         return 1
     available = jax.device_count()
@@ -55,3 +66,24 @@ def client_sharded(mesh) -> NamedSharding:
 
 def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
+
+
+def padded_count(k: int, mesh) -> int:
+    """K rounded up to a multiple of the mesh size (K itself without a mesh)."""
+    return k if mesh is None else -(-k // mesh.size) * mesh.size
+
+
+def put_replicated(tree, mesh):
+    """Every leaf as one array replicated on every device of the mesh (of
+    every process: each places its own copies; all must pass equal values)."""
+    rep = replicated(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), rep, lambda index, x=np.asarray(x): x[index]), tree)
+
+
+def abstract_replicated(tree, mesh):
+    """`ShapeDtypeStruct`s of `tree` carrying the mesh's replicated sharding
+    (restore targets that every process can hold)."""
+    rep = replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
+                        tree)

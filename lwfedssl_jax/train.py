@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lwfedssl_jax import builders, plots, public_set, summaries, validation
+from lwfedssl_jax import (builders, distributed, plots, public_set, sharding, summaries,
+                          validation)
 from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
@@ -40,7 +41,7 @@ from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
 from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, select
-from lwfedssl_jax.writers import RunWriter
+from lwfedssl_jax.writers import DiscardWriter, RunWriter
 
 
 def eval_kwargs(config) -> dict:
@@ -87,9 +88,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       on_stage_end: optional `fn(spec, params)` called after every stage with
         the server's parameters (hook for tests).
 
+    In a multi-process run (`distributed.py`) every process calls this with
+    the same config and workdir; process 0 alone writes the run's files.
+
     Returns:
       The summary dict (also written to `workdir/summary.json`) plus the
-      final server parameters under 'params'.
+      final server parameters (numpy) under 'params'.
     """
     t_start = time.time()
     validation.check_config(config)
@@ -97,32 +101,63 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     setup = builders.build(config)
     dataset, fed, public_images = builders.load_data(config)
     validation.check_client_data(config, fed.sizes, len(dataset.train_images))
+    place = Placement(sharding.make_client_mesh(config.fl.mesh_devices))
+    fed = fed._replace(images=place.put(fed.images), sizes=place.put(fed.sizes))
     ckpt = _open_checkpoints(config, setup, workdir)
+    primary = distributed.is_primary()
     writer = None
     try:
         public = public_set.public_reference(setup, config, public_images)
-        state = _restore_or_start(setup, config, workdir, ckpt, fed)
-        writer = RunWriter(workdir, resume_step=state.global_round)
+        state = _restore_or_start(setup, config, workdir, ckpt, fed, place)
+        writer = (RunWriter(workdir, resume_step=state.global_round) if primary
+                  else DiscardWriter())
         writer.write_json('config.json', config.to_dict())
-        split = partition_report.write_partition_report(workdir, fed.indices, fed.labels,
-                                                        dataset.num_classes)
-        print(f'[lwfedssl] partition {split["hash"][:16]}: label histogram per client in '
-              f'{os.path.join(workdir, partition_report.REPORT_FILE)}', flush=True)
+        if primary:
+            split = partition_report.write_partition_report(
+                workdir, fed.indices, fed.labels, dataset.num_classes)
+            print(f'[lwfedssl] partition {split["hash"][:16]}: label histogram per '
+                  f'client in {os.path.join(workdir, partition_report.REPORT_FILE)}',
+                  flush=True)
         summary, params = _train(setup, config, dataset, fed, public, state, writer,
-                                 ckpt, on_stage_end, t_start)
+                                 ckpt, on_stage_end, t_start, place)
     finally:
         if writer is not None:
             writer.close()
         if ckpt is not None:
             ckpt.close()   # waits for in-flight asynchronous saves
-    paths = plots.plot_run(workdir)
-    print(f'[lwfedssl] plots: {", ".join(paths)}; TensorBoard: tensorboard --logdir '
-          f'{os.path.join(workdir, summaries.SUBDIR)}', flush=True)
-    return {**summary, 'params': params}
+    if primary:
+        paths = plots.plot_run(workdir)
+        print(f'[lwfedssl] plots: {", ".join(paths)}; TensorBoard: tensorboard --logdir '
+              f'{os.path.join(workdir, summaries.SUBDIR)}', flush=True)
+    return {**summary, 'params': distributed.to_host(params)}
+
+
+class Placement:
+    """Where the round function's inputs live.
+
+    Without a client mesh, arrays stay where JAX puts them. With one, every
+    input that is not split by the round itself (client data, server
+    parameters, the frozen prefix, restored round state) is replicated on
+    every device of the mesh, which in a multi-process run spans processes:
+    each process places its own copies of the same values.
+
+    Attributes:
+      mesh: the client mesh, or None.
+    """
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+
+    def put(self, tree):
+        return tree if self.mesh is None else sharding.put_replicated(tree, self.mesh)
+
+    def abstract(self, tree):
+        """Restore targets (`ShapeDtypeStruct`s) placed like `put`."""
+        return tree if self.mesh is None else sharding.abstract_replicated(tree, self.mesh)
 
 
 def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_end,
-           t_start):
+           t_start, place):
     """The stages from `state` on, the final evaluation and the summary."""
     print(f'[lwfedssl] {config.mode}: {len(setup.plan)} stage(s) x '
           f'{setup.plan[0].rounds} rounds, {fed.num_clients} clients '
@@ -132,11 +167,12 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
           flush=True)
     for spec in setup.plan[state.stage:]:
         state = _run_stage(setup, spec, config, state, fed, public, writer,
-                           dataset, ckpt)
+                           dataset, ckpt, place)
         if on_stage_end is not None:
             on_stage_end(spec, state.params)
     params, stage_rows = state.params, state.stage_rows
-    final = evaluate_encoder(setup.encoder, params, setup.plan[-1].num_blocks,
+    final = evaluate_encoder(setup.encoder, distributed.to_host(params),
+                             setup.plan[-1].num_blocks,
                              dataset, **eval_kwargs(config))
     writer.log(kind='final_eval', step=state.global_round, **final)
     writer.tb.scalars(state.global_round, {f'final/{k}': v for k, v in final.items()})
@@ -208,14 +244,16 @@ def abstract_round_state(setup, config, stage: int, fed):
         abstract_params(setup, config, stage))
 
 
-def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
+def _restore_or_start(setup, config, workdir, ckpt, fed, place) -> RunState:
     """The latest readable checkpoint's state, or a fresh start."""
     metrics = os.path.join(workdir, 'metrics.jsonl')
+    primary = distributed.is_primary()   # the one process that writes files
     restored = None if ckpt is None else ckpt.restore_latest(
-        lambda meta: abstract_params(setup, config, meta['stage']),
-        lambda meta: abstract_round_state(setup, config, meta['stage'], fed))
+        lambda meta: place.abstract(abstract_params(setup, config, meta['stage'])),
+        lambda meta: place.abstract(abstract_round_state(setup, config, meta['stage'],
+                                                         fed)))
     if restored is None:
-        if os.path.exists(metrics):
+        if primary and os.path.exists(metrics):
             os.remove(metrics)   # a fresh start: stale lines would mislead
         return RunState({}, None, 0, 0, 0, ResourceTally(), [], (0,) * fed.num_clients)
     step, params, round_state, meta = restored
@@ -226,7 +264,8 @@ def _restore_or_start(setup, config, workdir, ckpt, fed) -> RunState:
     stage, next_round = meta['stage'], meta['next_round']
     if next_round == setup.plan[stage].rounds:        # a stage-end checkpoint
         stage, next_round, round_state = stage + 1, 0, None
-    RunWriter.truncate_metrics(metrics, step)         # drop lines past the checkpoint
+    if primary:
+        RunWriter.truncate_metrics(metrics, step)     # drop lines past the checkpoint
     return RunState(params, round_state, stage, next_round, step,
                     ResourceTally(**meta['tally']), meta['stage_rows'],
                     # Checkpoints written before catch-up was counted lack it.
@@ -259,17 +298,19 @@ def format_resources(summary: dict) -> str:
 
 
 def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
-               writer, dataset, ckpt) -> RunState:
+               writer, dataset, ckpt, place) -> RunState:
     """Runs the remaining rounds of one stage; returns the state after it."""
     first = state.next_round
     params, tally, global_round = state.params, state.tally, state.global_round
     if first == 0:
-        params = builders.init_new_parts(setup, params, spec, config.seed)
+        params = place.put(builders.init_new_parts(setup, params, spec, config.seed))
     previous = setup.plan[spec.index - 1] if spec.index else None
     fns = builders.build_stage(setup, spec, config, fed.num_clients, fed.max_examples)
     round_state = state.round_state if first else builders.init_round_state(
         setup, fns, spec, params, fed.num_clients)
     frozen = select(params, spec.frozen)
+    fns = builders.resolve_client_chunk(setup, spec, config, fns, frozen, round_state,
+                                        fed.images, fed.sizes, public)   # 'auto' only
     row = builders.stage_resources(setup, spec, previous, params, round_state,
                                    public, fns, config)
     if first == 0:
@@ -285,6 +326,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         writer.tb.image(f'augment/stage_{spec.index + 1}', global_round + 1, grid)
     progress = RoundProgress(spec.index, len(setup.plan), first, spec.rounds,
                              config.log.progress)
+    pending = None   # a mid-stage checkpoint, saved once the next round is dispatched
     for r in range(first, spec.rounds):
         t0 = time.time()
         selected = round_clients(config, spec.index, r, fed.num_clients)
@@ -293,6 +335,9 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         round_state, uploads, metrics = fns.round_fn(
             frozen, round_state, fed.images, fed.sizes, selected, reported,
             np.int32(global_round), np.int32(r), key, public)
+        if pending is not None:   # orbax's synchronous part overlaps this round
+            _save(ckpt, pending, fed)
+            pending = None
         losses, steps = np.asarray(metrics['loss']), np.asarray(metrics['steps'])
         ids, reported = np.asarray(selected), np.asarray(reported)
         if not reported.any():
@@ -326,19 +371,21 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         progress.update(r, loss, round_time, used['bytes_down'] + used['bytes_up'])
         if (ckpt is not None and r + 1 < spec.rounds
                 and global_round % config.checkpoint.every_rounds == 0):
-            _save(ckpt, RunState({**params, **round_state.server.params}, round_state,
-                                 spec.index, r + 1, global_round, tally,
-                                 state.stage_rows, held), fed)
+            pending = RunState({**params, **round_state.server.params}, round_state,
+                               spec.index, r + 1, global_round, tally,
+                               state.stage_rows, held)
+    if pending is not None:
+        _save(ckpt, pending, fed)
     progress.close()
-    if jax.devices()[0].memory_stats():
+    if jax.local_devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.
-        row['device_peak_bytes_in_use'] = jax.devices()[0].memory_stats().get(
+        row['device_peak_bytes_in_use'] = jax.local_devices()[0].memory_stats().get(
             'peak_bytes_in_use')
     params = {**params, **round_state.server.params}
     row['round_fn_traces'] = fns.round_fn.num_traces
-    if config.eval.at_stage_end:
-        row['eval'] = evaluate_encoder(setup.encoder, params, spec.num_blocks,
-                                       dataset, **eval_kwargs(config))
+    if config.eval.at_stage_end:   # on each process's own devices
+        row['eval'] = evaluate_encoder(setup.encoder, distributed.to_host(params),
+                                       spec.num_blocks, dataset, **eval_kwargs(config))
         writer.log(kind='stage_eval', step=global_round, stage=spec.index, **row['eval'])
         writer.tb.scalars(global_round, {f'eval/{k}': v for k, v in row['eval'].items()})
         print(f'[lwfedssl] stage {spec.index + 1} eval: '

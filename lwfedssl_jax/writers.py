@@ -70,3 +70,31 @@ class RunWriter:
     def close(self) -> None:
         self._metrics.close()
         self.tb.close()
+
+
+class DiscardWriter:
+    """The writer of a multi-process run's other processes (`distributed.py`):
+    process 0 writes the run's files, the others call the same methods and
+    write nothing."""
+
+    class _Events:
+        def scalars(self, step: int, values: dict) -> None:
+            pass
+
+        def image(self, tag: str, step: int, image) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def __init__(self):
+        self.tb = self._Events()
+
+    def write_json(self, name: str, obj) -> None:
+        pass
+
+    def log(self, **record) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

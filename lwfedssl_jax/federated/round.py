@@ -128,6 +128,16 @@ def _aggregate_kept(aggregator, global_params, uploaded, weights, keep, round_in
     return out
 
 
+def _pad_clients(selected, reported, num_clients: int, padded: int):
+    """`selected`, `reported` grown to `padded` entries: id `num_clients`
+    (out of range) and not reported."""
+    pad = padded - selected.shape[0]
+    if not pad:
+        return selected, reported
+    return (jnp.concatenate([selected, jnp.full((pad,), num_clients, selected.dtype)]),
+            jnp.concatenate([reported, jnp.zeros((pad,), bool)]))
+
+
 def client_divergence(uploaded: dict, reported: jax.Array, key: jax.Array,
                       num_params: int) -> jax.Array:
     """Paper Fig. 6: a randomly chosen reporting client's mean distance to
@@ -171,16 +181,25 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
     metric); a block no reporting client kept stays as it was.
 
     With a `mesh` (see `sharding.py`), the participating clients are split
-    over its devices: their data, local training and uploads are laid out
-    along the mesh's client axis, and the aggregate is replicated (XLA emits
-    the all-reduce). K must then be a multiple of the mesh size.
+    over its devices (of every process, in a multi-process run): their
+    data, local training and uploads are laid out along the mesh's client
+    axis, and the aggregate is replicated (XLA emits the all-reduce). A K
+    that the mesh size does not divide is padded with zero-weight clients
+    (id N: out of range, so their state is never written back; they train
+    on a clamped copy of client N-1's data and are sliced off the outputs).
+    The metrics are replicated, so every process can read them.
     """
     def round_fn(frozen, state, images, sizes, selected, reported, round_index,
                  round_in_stage, key, public):
         sent = sent_of(algorithm, state.server)
+        k = selected.shape[0]
+        selected, reported = _pad_clients(selected, reported, sizes.shape[0],
+                                          sharding.padded_count(k, mesh))
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(selected)
-        client_images, client_sizes = images[selected], sizes[selected]
-        states = jax.tree.map(lambda x: x[selected], state.clients)
+        # 'clip': a padding id reads client N-1's rows (trained, then ignored).
+        client_images, client_sizes, states = jax.tree.map(
+            lambda x: jnp.take(x, selected, axis=0, mode='clip'),
+            (images, sizes, state.clients))
         if mesh is not None:
             client_images, client_sizes = jax.lax.with_sharding_constraint(
                 (client_images, client_sizes), sharding.client_sharded(mesh))
@@ -209,12 +228,17 @@ def make_round_fn(clients_update: Callable, algorithm: FederatedAlgorithm,
                               ServerState(params, opt_state, extras), state.server)
         clients = jax.tree.map(
             lambda all_, new, old: all_.at[selected].set(
-                jnp.where(reported.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)),
+                jnp.where(reported.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+                mode='drop'),   # padding ids (N) are out of range: dropped
             state.clients, new_states, states)
         # Its own key: client ids fold in [0, N), this constant lies beyond.
         present = sum(x.size for x in jax.tree.leaves((frozen, state.server.params)))
         metrics = {**metrics, 'divergence': client_divergence(
             uploads.params, reported, jax.random.fold_in(key, DIVERGENCE_KEY), present)}
+        uploads, metrics = jax.tree.map(lambda x: x[:k] if x.ndim else x,
+                                        (uploads, metrics))
+        if mesh is not None:
+            metrics = jax.lax.with_sharding_constraint(metrics, sharding.replicated(mesh))
         return RoundState(server, clients), uploads, metrics
 
     return RoundFunction(round_fn, lambda server: sent_of(algorithm, server))

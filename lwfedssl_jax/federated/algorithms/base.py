@@ -136,7 +136,9 @@ class FederatedAlgorithm(NamedTuple):
       client_context: `(sent, state, public) -> StepContext`.
       client_final: `(ClientResult) -> (upload extras, new state)`.
       server_update: `(extras, uploaded extras [K, ...], selected [K],
-        weights [K]) -> extras`.
+        weights [K]) -> extras`. `selected` may hold padding ids N (out of
+        range, weight 0: a mesh's padding, `round.py`): write per-client
+        server state with `.at[selected].set(..., mode='drop')`.
       loss_terms: extra loss terms `term(TermInputs) -> (loss, metrics)`
         summed into the SSL loss of every local step.
       uses_public_data: needs the server's public set (`data.public_size`)

@@ -90,8 +90,10 @@ def make(*, spec, method, num_clients, max_examples, rep_dim,
         if not dictionary:
             return {}
         reported = uploaded['valid'] & (weights > 0)[:, None]
-        return {'features': extras['features'].at[selected].set(uploaded['features']),
-                'valid': extras['valid'].at[selected].set(reported)}
+        # 'drop': a padding client (id N, `round.py`) writes nothing.
+        return {'features': extras['features'].at[selected].set(uploaded['features'],
+                                                                mode='drop'),
+                'valid': extras['valid'].at[selected].set(reported, mode='drop')}
 
     def align(inputs):
         ctx = inputs.context
