@@ -69,6 +69,15 @@ CASES = [
     ('main', [QS], '--workdir is required'),
     ('main', ['--workdir={out}'], '--config is required'),
     ('main', [QS, '--workdir={out}', 'extra'], "unexpected arguments ['extra']"),
+    # Multi-process flags (distributed.py): refused before the runtime starts.
+    ('main', [QS, '--workdir={out}', '--num_processes=2', '--process_id=0'],
+     '--coordinator_address=None: a multi-process run needs all three'),
+    ('main', [QS, '--workdir={out}', '--coordinator_address=localhost:1', '--num_processes=2',
+              '--process_id=2'], '--process_id=2: must be in [0, 2)'),
+    ('main', [QS, '--workdir={out}', '--coordinator_address=localhost', '--num_processes=2',
+              '--process_id=0'], "--coordinator_address='localhost': must be 'host:port'"),
+    ('main', [QS, '--workdir={out}', '--distributed', '--process_id=0'],
+     '--distributed=True: detects the cluster itself'),
     # One per validated key family.
     ('main', [QS, '--config.seed=-1', '--workdir={out}'], 'seed=-1: must be an int >= 0'),
     ('main', [QS, '--config.blocks_per_stage=3', '--workdir={out}'],
