@@ -15,7 +15,8 @@ import numpy as np
 
 from lwfedssl_jax import sharding, ssl, stages
 from lwfedssl_jax.accounting import comm, flops
-from lwfedssl_jax.accounting.xla_cost import CompiledCost, abstract, compiled_cost
+from lwfedssl_jax.accounting.xla_cost import (CompiledCost, abstract, compiled_cost,
+                                              memory_bytes)
 from lwfedssl_jax.data import augment, sources
 from lwfedssl_jax.data.federated import make_federated_data
 from lwfedssl_jax.errors import ConfigError, did_you_mean
@@ -55,10 +56,16 @@ class Setup(NamedTuple):
 
 
 class StageFns(NamedTuple):
-    """The compiled pieces of one stage."""
+    """The compiled pieces of one stage.
+
+    Attributes:
+      client_chunk: what `fl.client_execution='auto'` chose for this stage
+        (`resolve_client_chunk`); None otherwise.
+    """
     local: client_lib.LocalStep
     algorithm: algorithms.FederatedAlgorithm
     round_fn: RoundFunction
+    client_chunk: execution.ChunkChoice | None = None
 
 
 def _kwargs_for(builder, kwargs: dict, key: str, choice: str) -> dict:
@@ -194,26 +201,90 @@ def init_new_parts(setup: Setup, params: dict, spec: stages.StageSpec,
 
 
 def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
-                max_examples: int) -> StageFns:
-    """Client step, local training and the jitted round function of a stage."""
+                max_examples: int, chunk: int | None = None) -> StageFns:
+    """Client step, local training and the jitted round function of a stage.
+
+    `chunk` (clients vmapped together; 1 = `lax.map`, >= K = `vmap`)
+    overrides `fl.client_execution`; `resolve_client_chunk` passes it for
+    'auto'. Without it, an 'auto' stage's round runs its clients as 'map'
+    (its shapes do not depend on the chunk).
+    """
     fl, o = config.fl, config.optim
     algorithm = setup.make_algorithm(spec, num_clients, max_examples)
     tx = client_lib.make_client_optimizer(
         spec, learning_rate=setup.learning_rate, weight_decay=o.weight_decay,
         b1=o.b1, b2=o.b2)
     local = client_lib.make_local_step(setup.encoder, setup.method, spec, tx,
-                                       setup.augment_cfg, algorithm.loss_terms)
+                                       setup.augment_cfg, algorithm.loss_terms,
+                                       compute_dtype=o.compute_dtype, remat=o.remat)
     local_train = client_lib.make_local_train(
         local, spec, algorithm, setup.method, batch_size=fl.batch_size,
         epochs=fl.local_epochs, max_examples=max_examples,
         total_rounds=fl.total_rounds, depth_dropout=fl.depth_dropout)
-    clients_update = execution.make_clients_update(
-        local_train, fl.client_execution, fl.client_chunk)
+    how = ((fl.client_execution, fl.client_chunk) if chunk is None
+           else execution.for_chunk(chunk, fl.clients_per_round))
+    clients_update = execution.make_clients_update(local_train, *how)
     mesh = sharding.make_client_mesh(fl.mesh_devices)
     return StageFns(local, algorithm, make_round_fn(
         clients_update, algorithm, setup.aggregator, setup.server_update, mesh,
         dropout_blocks=spec.block_parts if fl.depth_dropout > 0 and spec.droppable_blocks
         else ()))
+
+
+def resolve_client_chunk(setup: Setup, spec: stages.StageSpec, config, fns: StageFns,
+                         frozen: dict, state: RoundState, images, sizes,
+                         public: PublicData, platform: str | None = None) -> StageFns:
+    """`fns` with `fl.client_execution='auto'` resolved to a chunk (else `fns`).
+
+    Compiles this stage's round function with its real arguments for a few
+    chunks (`execution.choose_chunk`: 1, 2, then the candidate) and returns
+    the stage built for the chosen one; its round function is the compiled,
+    verified candidate, so the run does not compile it again. Logs one line.
+
+    On CPU, 'auto' runs the clients one after another (chunk 1, `lax.map`)
+    once one client is checked against the budget: XLA already spreads each
+    operation over all cores, so vmapping clients adds no parallelism, only a
+    working set C times larger; sequential `lax.map` was the fastest and
+    smallest in every CPU measurement (environment-notes section 4: ViT-Tiny
+    5.8-7.6 s vs vmap 9.3-11.0 s at 4.3 vs 8.0 GB).
+
+    Args:
+      frozen, state, images, sizes, public: the round function's arguments
+        (arrays or ShapeDtypeStructs): frozen parts, `RoundState`,
+        `[N, N_max, H, W, 3]` uint8 images, `[N]` sizes, the public set.
+      platform: whose policy to apply (default `jax.default_backend()`;
+        tests pass 'gpu' to exercise the search on CPU).
+
+    Raises:
+      ConfigError: the budget (`fl.memory_budget_gib`) is too small for one
+        client's round.
+    """
+    fl = config.fl
+    if fl.client_execution != 'auto':
+        return fns
+    platform = platform or jax.default_backend()
+    num_clients, max_examples = images.shape[0], images.shape[1]
+    k = fl.clients_per_round
+    key = jax.eval_shape(lambda: rng.fold(rng.stream(0, rng.TRAIN), 0, 0))
+    scalar = jax.ShapeDtypeStruct((), jnp.int32)
+    args = (frozen, state, images, sizes, jax.ShapeDtypeStruct((k,), jnp.int32),
+            jax.ShapeDtypeStruct((k,), jnp.bool_), scalar, scalar, key, public)
+    candidates = {}
+
+    def memory_of(chunk):
+        candidates[chunk] = build_stage(setup, spec, config, num_clients, max_examples,
+                                        chunk)
+        return memory_bytes(candidates[chunk].round_fn.jitted.lower(*args).compile())
+
+    budget, source = execution.memory_budget(fl.memory_budget_gib)
+    choice = execution.choose_chunk(memory_of, k, budget, source, fl.memory_budget_gib,
+                                    sequential=platform == 'cpu')
+    how = execution.for_chunk(choice.chunk, k)
+    print(f'[lwfedssl] stage {spec.index + 1}: client chunk {choice.chunk} of {k} '
+          f'({how[0]}; fl.client_execution=auto), estimated {choice.estimated_bytes / 2**30:.3f}'
+          f' GiB of budget {budget / 2**30:.3f} GiB ({source}); compiled chunks '
+          f'{sorted(choice.measured)}', flush=True)
+    return candidates[choice.chunk]._replace(client_chunk=choice)
 
 
 def init_round_state(setup: Setup, fns: StageFns, spec: stages.StageSpec,
@@ -294,6 +365,10 @@ def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,
         'server_state_bytes': num_bytes((state.server.opt_state, state.server.extras)),
         'public_data_bytes': num_bytes(public) if spec.index == 0 else 0,
     }
+    if fns.client_chunk is not None:   # fl.client_execution='auto'
+        row.update(client_chunk=fns.client_chunk.chunk,
+                   client_chunk_bytes=fns.client_chunk.estimated_bytes,
+                   memory_budget_bytes=fns.client_chunk.budget_bytes)
     last = spec.index == len(setup.plan) - 1
     if config.log.step_flops == 'every_stage' or (
             config.log.step_flops == 'last_stage' and last):

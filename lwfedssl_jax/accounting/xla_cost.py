@@ -41,12 +41,21 @@ def compiled_cost(fn, *abstract_args) -> CompiledCost:
     if not cost or 'flops' not in cost:
         raise RuntimeError('This JAX backend returned no cost_analysis() FLOPs; '
                            'use the paper-convention FLOP count instead.')
+    return CompiledCost(float(cost['flops']), memory_bytes(compiled))
+
+
+def memory_bytes(compiled) -> int:
+    """Peak bytes of a compiled executable by XLA's `memory_analysis()`:
+    arguments + outputs + temporaries - buffers aliased (donated).
+
+    Raises:
+      RuntimeError: the backend reports no memory analysis.
+    """
     mem = compiled.memory_analysis()
     if mem is None:
         raise RuntimeError('This JAX backend returned no memory_analysis().')
-    memory = (mem.argument_size_in_bytes + mem.output_size_in_bytes
-              + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
-    return CompiledCost(float(cost['flops']), int(memory))
+    return int(mem.argument_size_in_bytes + mem.output_size_in_bytes
+               + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
 
 
 def compiled_flops(fn, *abstract_args) -> float:
