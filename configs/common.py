@@ -166,8 +166,11 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.fl.local_epochs = 3           # E
     c.fl.batch_size = 512           # B per client step
     c.fl.total_rounds = 180         # R, split equally over the stages
-    c.fl.client_execution = 'vmap'  # vmap | map | chunked (federated/client.py)
+    c.fl.client_execution = 'vmap'  # vmap | map | chunked | auto (federated/execution.py)
     c.fl.client_chunk = 0           # clients per vmapped chunk for 'chunked'
+    # 'auto' only: GiB (2^30 B) the compiled round may use to pick its chunk;
+    # 0 = 0.8 x what the device reports (accelerator bytes_limit, CPU MemAvailable).
+    c.fl.memory_budget_gib = 0.0
     c.fl.mesh_devices = 1           # split clients over devices: 1 none, -1 all
     c.fl.algorithm = 'fedavg'       # fedavg | fedu | fedema | fedca (federated/algorithms)
     c.fl.local_parts = ()           # trained but never exchanged (e.g. ('predictor',))
@@ -197,6 +200,13 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.optim.weight_decay = 1e-5
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
+    # Dtype of the client step's forward / backward: float32 | bfloat16
+    # (params, optimiser state, EMA target, norm statistics, softmax and
+    # loss stay float32; federated/client.py).
+    c.optim.compute_dtype = 'float32'
+    # Rematerialise the trainable blocks in the backward pass to save
+    # activation memory: none | blocks | dots_saveable (models/backbone.py).
+    c.optim.remat = 'none'
 
     c.eval = ml_collections.ConfigDict()
     c.eval.at_stage_end = True

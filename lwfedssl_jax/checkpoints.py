@@ -217,6 +217,11 @@ class RunCheckpoints:
 # from the saved config refuses a resume.
 SAFE_TO_CHANGE = ('log.', 'checkpoint.', 'accounting.outdir', 'data.cache_dir')
 
+# Keys added after runs were saved, with the value that reproduces those runs:
+# a saved config without the key resumes when this value is requested.
+ADDED_KEYS = {'optim.compute_dtype': 'float32', 'optim.remat': 'none',
+              'fl.memory_budget_gib': 0.0}
+
 
 def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) -> None:
     """Refuses to resume with a config that would change the run.
@@ -232,6 +237,8 @@ def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) 
     plain = lambda d: {k: tuple(v) if isinstance(v, list) else v   # JSON lists
                        for k, v in flatten_dict(d, sep='.').items()}
     a, b = plain(saved), plain(requested)
+    # A run saved before a key existed ran as that key's neutral value does.
+    a = {**{k: v for k, v in ADDED_KEYS.items() if k not in a}, **a}
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     unsafe = [k for k in diff if not k.startswith(SAFE_TO_CHANGE)]
     lines = [f'  {k}: saved {a.get(k, "<absent>")!r} -> requested {b.get(k, "<absent>")!r}'

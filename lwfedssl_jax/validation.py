@@ -13,8 +13,8 @@ is allowed and how to fix it. The checks, in order:
    temperatures and epsilons are > 0, counts are >= 1, choices are checked
    against their registry (`ssl.METHODS`, `algorithms.ALGORITHMS`, ...).
 3. **Relations between keys** (`_relations`): clients per round vs clients,
-   chunked execution vs chunk size, mesh devices vs devices present and
-   clients per round, the data source's form (and a `folder:` path on disk).
+   chunked execution vs chunk size, mesh devices vs devices present (all
+   of them in a multi-process run), the data source's form (and a `folder:` path on disk).
 4. **The pieces own the rest**, so each rule lives once: the backbone's
    fields (`models.make_backbone`: keys and types, then e.g.
    `ViTConfig.validate`: sizes, image vs patch, width vs heads), the
@@ -39,8 +39,9 @@ import numpy as np
 from lwfedssl_jax import builders, sharding, ssl, stages
 from lwfedssl_jax.data import augment, partition, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
-from lwfedssl_jax.federated import addons, aggregate, algorithms, execution
+from lwfedssl_jax.federated import addons, aggregate, algorithms, client, execution
 from lwfedssl_jax.models import MODELS, make_backbone
+from lwfedssl_jax.models.backbone import REMAT_POLICIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +158,7 @@ RULES: dict[str, Rule] = {
     'fl.total_rounds': _int(1),
     'fl.client_execution': _choice(lambda: execution.EXECUTIONS),
     'fl.client_chunk': _int(0),
+    'fl.memory_budget_gib': _float(0),
     'fl.mesh_devices': _int(1, also=-1),
     'fl.algorithm': _choice(lambda: sorted(algorithms.ALGORITHMS)),
     'fl.local_parts': Rule('names'),
@@ -174,6 +176,8 @@ RULES: dict[str, Rule] = {
     'optim.weight_decay': _NONNEG,
     'optim.b1': _BETA,
     'optim.b2': _BETA,
+    'optim.compute_dtype': _choice(lambda: client.COMPUTE_DTYPES),
+    'optim.remat': _choice(lambda: REMAT_POLICIES),
     'eval.at_stage_end': _BOOL,
     'eval.random_baseline': _BOOL,
     'eval.batch_size': _int(1),
@@ -282,12 +286,10 @@ def _relations(config) -> list:
         errors.append(ConfigError(
             'fl.depth_dropout', fl.depth_dropout, f'skips blocks, but the blocks of '
             f'model.name={encoder.name!r} change the activation shape; use 0.'))
-    _collect(errors, execution.check_execution, fl.client_execution, fl.client_chunk)
-    devices = _collect(errors, sharding.mesh_size, fl.mesh_devices) or 1
-    if fl.clients_per_round % devices:
-        errors.append(ConfigError('fl.clients_per_round', fl.clients_per_round,
-                                  f'must be a multiple of the {devices} mesh devices '
-                                  '(fl.mesh_devices).'))
+    _collect(errors, execution.check_execution, fl.client_execution, fl.client_chunk,
+             fl.memory_budget_gib)
+    # Any K runs on any mesh: the round pads K to a multiple of its size.
+    _collect(errors, sharding.mesh_size, fl.mesh_devices)
     if config.data.public_size and config.data.public_size < 2:
         errors.append(ConfigError('data.public_size', config.data.public_size,
                                   'a public set needs at least 2 images (0 = none).'))

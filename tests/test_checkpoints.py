@@ -17,7 +17,7 @@ import pytest
 import tb_events   # noqa: E402  (tests/tb_events.py)
 from configs import quickstart, table2
 from lwfedssl_jax import builders, evaluate, export, run_dir, train
-from lwfedssl_jax.checkpoints import UnreadableCheckpoints
+from lwfedssl_jax.checkpoints import ADDED_KEYS, UnreadableCheckpoints, check_resume_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = 6   # depth 2 -> 2 stages x 3 rounds
@@ -152,6 +152,21 @@ def test_config_changes_on_resume(tmp_path):
         train.run(logging_only, str(tmp_path))
     logging_only.checkpoint.allow_safe_changes = True
     train.run(logging_only, str(tmp_path))
+
+
+def test_keys_added_since_a_run_was_saved():
+    """A config.json written before `ADDED_KEYS` existed resumes at their
+    neutral values, and only at those."""
+    requested = json.loads(config('layerwise').to_json())
+    saved = json.loads(json.dumps(requested))
+    for key in ADDED_KEYS:
+        group, name = key.split('.')
+        del saved[group][name]
+    check_resume_config(saved, requested, allow_safe_changes=False)
+    requested['optim']['compute_dtype'] = 'bfloat16'
+    with pytest.raises(ValueError, match="optim.compute_dtype: saved 'float32' -> "
+                                         "requested 'bfloat16'"):
+        check_resume_config(saved, requested, allow_safe_changes=False)
 
 
 def test_nonfinite_loss_stops_with_stage_round_client(tmp_path, monkeypatch):

@@ -23,11 +23,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import cifar10_vit_tiny, quickstart  # noqa: E402
-from lwfedssl_jax import builders, platform  # noqa: E402
+from experiments.benchmarks import harness  # noqa: E402
+from lwfedssl_jax import platform  # noqa: E402
 from lwfedssl_jax.accounting.xla_cost import compiled_cost  # noqa: E402
-from lwfedssl_jax.federated.algorithms.base import StepContext  # noqa: E402
-from lwfedssl_jax.utils.tree import select  # noqa: E402
 
 
 def median_seconds(fn, args, repeats: int) -> float:
@@ -48,22 +46,9 @@ def matmul_gflops(repeats: int) -> float:
 
 def client_step(config, batch: int, repeats: int) -> tuple[float, float]:
     """(XLA FLOPs, median seconds) of one client step of the LAST stage."""
-    config.fl.batch_size = batch
-    setup = builders.build(config)
-    spec = setup.plan[-1]
-    params = {}
-    for s in setup.plan:
-        params = builders.init_new_parts(setup, params, s, config.seed)
-    fns = builders.build_stage(setup, spec, config, 1, batch)
-    frozen, trainable = select(params, spec.frozen), select(params, spec.trainable)
-    size = config.model.image_size
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3),
-                                                           dtype=np.uint8))
-    args = (frozen, trainable, fns.local.init_target(trainable),
-            fns.local.init_opt(frozen, trainable), images, jax.random.key(0),
-            select(params, spec.exchanged), StepContext(), jnp.float32(0.99))
-    flops = compiled_cost(fns.local.step, *args).flops
-    return flops, median_seconds(jax.jit(fns.local.step), args, repeats)
+    step = harness.build_client_step(config, batch)
+    flops = compiled_cost(step.fns.local.step, *step.args).flops
+    return flops, median_seconds(jax.jit(step.fns.local.step), step.args, repeats)
 
 
 def main():
@@ -74,11 +59,9 @@ def main():
     platform.setup()
     peak = matmul_gflops(args.repeats)
     rows = []
-    for name, make in (('quickstart ViT (16 px, width 64, 4 blocks)', quickstart.get_config),
-                       ('ViT-Tiny (32 px, width 192, 12 blocks)', cifar10_vit_tiny.get_config)):
+    for name, short, _ in harness.MODELS:
         for mode in ('e2e', 'layerwise'):
-            config = make(f'mode={mode}')
-            config.unlock()
+            config = harness.model_config(short, mode)
             flops, seconds = client_step(config, args.batch, args.repeats)
             rows.append((name, mode, flops, seconds))
             print(f'{name} {mode}: {seconds * 1e3:.1f} ms, {flops / seconds / 1e9:.1f} GFLOP/s',

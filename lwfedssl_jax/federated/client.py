@@ -22,6 +22,17 @@ so every batch has B real examples (contrastive negatives stay meaningful).
 All clients scan for the same `S = E * ceil(n_max / B)` steps (one compiled
 shape); a client's steps past its own count are skipped (`lax.cond`: the
 carry passes through unchanged).
+
+Mixed precision (`optim.compute_dtype='bfloat16'`): parameters, optimiser
+state and the EMA target stay float32; inside the step the views, the
+frozen prefix's and the online / target branches' parameters are cast to
+bfloat16, so the forward and backward matmuls run in bfloat16 and the
+gradients arrive in float32 through the casts. LayerNorm / GroupNorm /
+BatchNorm statistics, the softmax, the logits and the loss stay float32
+(models/, ssl/losses.py), and so do the AdamW and EMA updates.
+Rematerialisation (`optim.remat`) applies to the trainable segment's blocks
+(`models/backbone.py` `REMAT_POLICIES`); the frozen prefix is never
+differentiated, so it has nothing to rematerialise.
 """
 
 import math
@@ -32,15 +43,38 @@ import jax.numpy as jnp
 import optax
 
 from lwfedssl_jax.data import augment
+from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
-from lwfedssl_jax.models.backbone import Backbone
+from lwfedssl_jax.models.backbone import Backbone, remat_block
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
 from lwfedssl_jax.stages import StageSpec
 from lwfedssl_jax.utils.tree import select
 
 DEPTH_DROPOUT_KEY = 2**31 - 2   # fold_in index of a client's drop mask (beyond the split keys)
+
+# `optim.compute_dtype`: the dtype of the client step's forward / backward.
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def cast_floats(tree, dtype):
+    """`tree` with its floating leaves cast to `dtype` (others unchanged)."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def check_compute_dtype(compute_dtype: str) -> jnp.dtype:
+    """The jnp dtype of `optim.compute_dtype`.
+
+    Raises:
+      ConfigError: not one of `COMPUTE_DTYPES`.
+    """
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError('optim.compute_dtype', compute_dtype,
+                          f'unknown; choices: {list(COMPUTE_DTYPES)}.'
+                          + did_you_mean(str(compute_dtype), COMPUTE_DTYPES))
+    return jnp.dtype(compute_dtype)
 
 
 class LocalStep(NamedTuple):
@@ -80,14 +114,27 @@ def make_client_optimizer(spec: StageSpec, *, learning_rate: float,
 def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
                     tx: optax.GradientTransformation,
                     augment_cfg: augment.AugmentConfig,
-                    loss_terms: tuple = ()) -> LocalStep:
+                    loss_terms: tuple = (), *, compute_dtype: str = 'float32',
+                    remat: str = 'none') -> LocalStep:
     """Builds one client step for stage `spec` (see module docstring).
 
     Args:
       loss_terms: extra terms `term(TermInputs) -> (loss, metrics)` added to
         the SSL loss (the algorithm's; empty for plain FedAvg).
+      compute_dtype: dtype of the step's forward / backward
+        (`COMPUTE_DTYPES`, `optim.compute_dtype`); state stays float32.
+      remat: rematerialisation of the trainable segment's blocks
+        (`models.backbone.REMAT_POLICIES`, `optim.remat`).
+
+    Raises:
+      ConfigError: unknown `compute_dtype` or `remat`.
     """
     copied = target_parts(spec, method)
+    dtype = check_compute_dtype(compute_dtype)
+    remat_block(lambda p, x: x, remat)       # refuses an unknown policy now
+    # Identity in float32, so that path is exactly the float32 engine.
+    cast = (lambda tree: tree) if dtype == jnp.float32 else (
+        lambda tree: cast_floats(tree, dtype))
 
     def make_encode(keep=None):
         def encode_fn(params, h):
@@ -95,7 +142,7 @@ def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
             # feature at the heads' width; `keep` skips some of its blocks
             # (depth dropout).
             out = encoder.run_segment(params, h, spec.frozen_blocks,
-                                      spec.num_blocks, keep)
+                                      spec.num_blocks, keep, remat=remat)
             return encoder.head_input(params, out, spec.num_blocks)
         return encode_fn
 
@@ -121,25 +168,37 @@ def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
 
     def step(frozen, trainable, target, opt_state, images, key, anchor, context,
              momentum):
-        v1, v2 = augment.two_views(key, images, augment_cfg)
+        v1, v2 = cast(augment.two_views(key, images, augment_cfg))
         keep = context.keep_blocks   # [num_blocks] or None
         if keep is None:
             keep_prefix, encode = None, encode_fn
         else:   # the frozen prefix's entries, then the trained segment's
             keep_prefix = keep[:spec.frozen_blocks]
             encode = make_encode(keep[spec.frozen_blocks:])
-        h1, h2 = prefix(frozen, v1, keep_prefix), prefix(frozen, v2, keep_prefix)
+        frozen_c = cast(frozen)
+        # Both views through the prefix as ONE batch [2B, ...]: run as two
+        # calls, XLA:CPU kept both chains' activations alive at once (ViT-Tiny
+        # last stage, batch 64: 398 MiB of temporaries vs 47 MiB stacked).
+        # Exact: every prefix op is per example (no batch statistics).
+        h1, h2 = jnp.split(prefix(frozen_c, jnp.concatenate([v1, v2]), keep_prefix), 2)
+        target_c = cast(target)
+
+        def project_f32(params, h):
+            return method.project_fn(params, encode, h).astype(jnp.float32)
 
         def loss_of(online):
-            loss, metrics = method.loss_fn(online, target, encode, h1, h2,
+            # Differentiated in float32: the cast's transpose brings the
+            # compute-dtype gradients back to float32.
+            online_c = cast(online)
+            loss, metrics = method.loss_fn(online_c, target_c, encode, h1, h2,
                                            context.negatives)
             if loss_terms:
                 inputs = TermInputs(
                     online=online, anchor=anchor,
-                    project=lambda x: method.project_fn(online, encode,
-                                                        prefix(frozen, x, keep_prefix)),
+                    project=lambda x: project_f32(
+                        online_c, prefix(frozen_c, cast(x), keep_prefix)),
                     context=context, key=jax.random.fold_in(key, 1),
-                    project_view=lambda p: method.project_fn(p, encode, h1))
+                    project_view=lambda p: project_f32(cast(p), h1))
                 for term in loss_terms:
                     term_loss, term_metrics = term(inputs)
                     loss = loss + term_loss

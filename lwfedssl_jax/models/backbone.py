@@ -30,6 +30,33 @@ import jax
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 
+# Rematerialisation of the blocks of a differentiated segment
+# (`config.optim.remat`): 'none' stores every activation for the backward
+# pass; 'blocks' stores only each block's input and recomputes the block in
+# the backward pass (`jax.checkpoint`: about one more forward of the
+# trainable segment, activation memory of one block instead of all);
+# 'dots_saveable' also keeps the matmul outputs
+# (`jax.checkpoint_policies.dots_saveable`: recomputes only the cheap
+# elementwise work and norms).
+REMAT_POLICIES = ('none', 'blocks', 'dots_saveable')
+
+
+def remat_block(block_fn: Callable, remat: str) -> Callable:
+    """`block_fn(params, x) -> y` under rematerialisation policy `remat`.
+
+    Raises:
+      ConfigError: `remat` not in `REMAT_POLICIES`.
+    """
+    if remat == 'none':
+        return block_fn
+    if remat == 'blocks':
+        return jax.checkpoint(block_fn)
+    if remat == 'dots_saveable':
+        return jax.checkpoint(block_fn, policy=jax.checkpoint_policies.dots_saveable)
+    raise ConfigError('optim.remat', remat, f'unknown; choices: {list(REMAT_POLICIES)}.'
+                      + did_you_mean(str(remat), REMAT_POLICIES))
+
+
 class Backbone:
     """Base class of the registered encoders.
 
@@ -102,14 +129,19 @@ class Backbone:
 
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int, stop: int,
-                    keep=None) -> jax.Array:
+                    keep=None, remat: str = 'none') -> jax.Array:
         """Runs blocks `[start, stop)` (static ints); `start == 0` means `x`
         is `[B, H, W, 3]` float images and the input parts run first.
 
         `keep`, only for `blocks_keep_shape` backbones, skips blocks (depth
         dropout): a `[stop - start]` bool array (`lax.cond` per block) or a
         tuple of Python bools (skipped at trace time, for cost measurement).
-        Returns the activation after block `stop - 1` (`x` if empty).
+        `remat` (`REMAT_POLICIES`, via `remat_block`) rematerialises each
+        block when the segment is differentiated; the values are the same.
+        The matmuls run in the dtype of `params` and `x` (the client step
+        casts both for `optim.compute_dtype`); normalisation statistics stay
+        float32. Returns the activation after block `stop - 1` (`x` if
+        empty).
         """
         raise NotImplementedError
 

@@ -26,19 +26,25 @@ _dense_init = nn.initializers.xavier_uniform()
 
 
 class BatchStatNorm(nn.Module):
-    """Normalises `[B, F]` over the batch axis with batch statistics only."""
+    """Normalises `[B, F]` over the batch axis with batch statistics only.
+
+    The statistics and the affine map run in float32 whatever `x`'s dtype
+    (bfloat16 under `optim.compute_dtype`); the output has `x`'s dtype.
+    """
     use_affine: bool = True
     epsilon: float = 1e-5
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        mean = jnp.mean(x, axis=0, keepdims=True)
-        var = jnp.var(x, axis=0, keepdims=True)
-        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=0, keepdims=True)
+        var = jnp.var(xf, axis=0, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
         if self.use_affine:
-            y = y * self.param('scale', nn.initializers.ones, (x.shape[-1],))
-            y = y + self.param('bias', nn.initializers.zeros, (x.shape[-1],))
-        return y
+            scale = self.param('scale', nn.initializers.ones, (x.shape[-1],))
+            bias = self.param('bias', nn.initializers.zeros, (x.shape[-1],))
+            y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+        return y.astype(x.dtype)
 
 
 class MLPHead(nn.Module):

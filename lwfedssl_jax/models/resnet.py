@@ -332,7 +332,7 @@ class ResNetEncoder(backbone.Backbone):
 
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int,
-                    stop: int, keep=None) -> jax.Array:
+                    stop: int, keep=None, remat: str = 'none') -> jax.Array:
         """Runs stages `[start, stop)`; `start == 0` means `x` is images.
 
         Args:
@@ -344,6 +344,8 @@ class ResNetEncoder(backbone.Backbone):
             (else `x` is returned unchanged).
           keep: must be None: the stages change shape, so none can be
             skipped (depth dropout needs `blocks_keep_shape`).
+          remat: rematerialisation of each stage under differentiation
+            (`backbone.REMAT_POLICIES`; 'none' stores every activation).
 
         Returns:
           `[B, H', W', C]` after stage `stop - 1` (or after the stem, or `x`
@@ -358,7 +360,9 @@ class ResNetEncoder(backbone.Backbone):
         if start == 0 and (stop > 0 or STEM in params):
             x = self._stem.apply({'params': params[STEM]}, x)
         for i in range(start, stop):
-            x = self._layers[i].apply({'params': params[layer_name(i)]}, x)
+            run = backbone.remat_block(
+                lambda p, h, layer=self._layers[i]: layer.apply({'params': p}, h), remat)
+            x = run(params[layer_name(i)], x)
         return x
 
     def pool(self, params: dict, h: jax.Array) -> jax.Array:

@@ -132,6 +132,8 @@ class Embed(nn.Module):
     """Patch projection + class token + position embedding (fixed or learned).
 
     Input `[B, H, W, 3]` float -> tokens `[B, T, D]` with T = (H/p)^2 + 1.
+    Defines the parameter layout and is used for `init` only; the forward
+    pass is `embed_forward`.
     """
     cfg: ViTConfig
 
@@ -154,7 +156,13 @@ class Embed(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: x + MHSA(LN(x)); x + MLP(LN(x)). `[B,T,D]`."""
+    """Pre-LN transformer block: x + MHSA(LN(x)); x + MLP(LN(x)). `[B,T,D]`.
+
+    Defines the parameter layout (flax's `MultiHeadDotProductAttention`:
+    `attn/{query,key,value}/kernel [D, H, D/H]`, `attn/out/kernel [H, D/H, D]`)
+    and is used for `init` only; the forward pass is `block_forward`, the
+    same function written for speed and mixed precision.
+    """
     cfg: ViTConfig
 
     @nn.compact
@@ -169,6 +177,115 @@ class Block(nn.Module):
         y = nn.gelu(y, approximate=False)
         y = nn.Dense(c.width, kernel_init=_dense_init, name='fc_2')(y)
         return x + y
+
+
+# ---------------------------------------------------------------- forward
+# The forward pass as plain functions of the parameter dicts `Embed` and
+# `Block` create, written for XLA:CPU: one fused q/k/v matmul,
+# `jax.nn.dot_product_attention`, the patch projection as a matmul, the exact
+# GELU through `erf` (XLA:CPU's `erfc`, which `jax.nn.gelu` uses, cost 3x
+# more) and a hand-written LayerNorm backward. The ViT-Tiny e2e client step
+# was about 7% faster than with the flax modules (experiments/benchmarks/
+# README.md); same numbers up to float round-off. Dtype: matmuls run in the
+# dtype of the inputs and parameters (float32, or bfloat16 when the client
+# step casts them, `optim.compute_dtype`);
+# LayerNorm statistics and the softmax always run in float32.
+
+def _ln_stats(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """flax's LayerNorm statistics of `[..., D]`: mean and 1/sqrt(var + eps),
+    var = E[x^2] - E[x]^2 (clipped at 0)."""
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.maximum(jnp.mean(x * x, -1, keepdims=True) - mean * mean, 0.0)
+    return mean, jax.lax.rsqrt(var + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _layer_norm_f32(x, scale, bias, eps):
+    mean, rstd = _ln_stats(x, eps)
+    return (x - mean) * rstd * scale + bias
+
+
+def _layer_norm_fwd(x, scale, bias, eps):
+    mean, rstd = _ln_stats(x, eps)
+    x_hat = (x - mean) * rstd
+    return x_hat * scale + bias, (x_hat, rstd, scale)
+
+
+def _layer_norm_bwd(eps, residuals, g):
+    # The textbook LayerNorm gradient, written out: XLA:CPU's own
+    # differentiation of the statistics ran the LayerNorm backward 3x
+    # slower (4 LayerNorms of [64, 65, 192]: 30 ms against 11 ms).
+    del eps
+    x_hat, rstd, scale = residuals
+    gx = g * scale
+    dx = rstd * (gx - jnp.mean(gx, -1, keepdims=True)
+                 - x_hat * jnp.mean(gx * x_hat, -1, keepdims=True))
+    rows = tuple(range(g.ndim - 1))
+    return dx, jnp.sum(g * x_hat, rows), jnp.sum(g, rows)
+
+
+_layer_norm_f32.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
+def layer_norm(p: dict, x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """LayerNorm over the last axis with flax's parameters (`scale`, `bias`)
+    and statistics, computed in float32 whatever `x`'s dtype; `[..., D]` ->
+    `[..., D]` in `x`'s dtype."""
+    y = _layer_norm_f32(x.astype(jnp.float32), p['scale'].astype(jnp.float32),
+                        p['bias'].astype(jnp.float32), eps)
+    return y.astype(x.dtype)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact GELU, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 (`jax.nn.gelu` with
+    `approximate=False` up to round-off, which goes through the slower `erfc`)."""
+    return 0.5 * x * (1.0 + jax.lax.erf(x * np.asarray(np.sqrt(0.5), x.dtype)))
+
+
+def embed_forward(p: dict, images: jax.Array, cfg: ViTConfig) -> jax.Array:
+    """`Embed`'s forward: `[B, H, W, 3]` float -> tokens `[B, T, D]`.
+
+    The stride-p, p x p patch convolution is a matmul of the flattened
+    patches (ordered row, column, channel like the HWIO kernel) with the
+    kernel reshaped to `[p p 3, D]`.
+    """
+    b, size, c = images.shape[0], cfg.image_size, cfg.width
+    g, ps = size // cfg.patch_size, cfg.patch_size
+    kernel = p['patch']['kernel']
+    x = images.astype(kernel.dtype).reshape(b, g, ps, g, ps, 3)
+    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, ps * ps * 3)
+    x = x @ kernel.reshape(ps * ps * 3, c) + p['patch']['bias']        # [B, P, D]
+    cls = jnp.broadcast_to(p['cls'].astype(x.dtype), (b, 1, c))
+    x = jnp.concatenate([cls, x], 1)
+    if cfg.pos_embed == 'learned':
+        pos = p['pos'].astype(x.dtype)
+    else:   # a constant: neither trained nor exchanged
+        pos = jnp.asarray(sincos_position_embedding(g, c), x.dtype)
+    return x + pos                                                      # [B, T, D]
+
+
+def block_forward(p: dict, x: jax.Array) -> jax.Array:
+    """`Block`'s forward: tokens `[B, T, D]` -> `[B, T, D]`.
+
+    q, k and v come from one `[D, 3D]` matmul (the three kernels side by
+    side); attention is `jax.nn.dot_product_attention` (scale 1/sqrt(D/H),
+    logits and softmax in float32).
+    """
+    b, t, d = x.shape
+    a = p['attn']
+    heads, head_dim = a['query']['bias'].shape
+    y = layer_norm(p['ln_1'], x).reshape(b * t, d)
+    names = ('query', 'key', 'value')
+    w = jnp.concatenate([a[n]['kernel'].reshape(d, d) for n in names], 1)     # [D, 3D]
+    bias = jnp.concatenate([a[n]['bias'].reshape(d) for n in names])
+    qkv = (y @ w + bias).reshape(b, t, 3, heads, head_dim)
+    o = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    o = o.reshape(b * t, d) @ a['out']['kernel'].reshape(d, d) + a['out']['bias']
+    x = x + o.reshape(b, t, d)
+    y = layer_norm(p['ln_2'], x).reshape(b * t, d)
+    y = gelu(y @ p['fc_1']['kernel'] + p['fc_1']['bias'])
+    y = y @ p['fc_2']['kernel'] + p['fc_2']['bias']
+    return x + y.reshape(b, t, d)
 
 
 class ViTEncoder(backbone.Backbone):
@@ -241,11 +358,14 @@ class ViTEncoder(backbone.Backbone):
 
     # -------------------------------------------------------------- forward
     def run_segment(self, params: dict, x: jax.Array, start: int,
-                    stop: int, keep: jax.Array | None = None) -> jax.Array:
+                    stop: int, keep: jax.Array | None = None,
+                    remat: str = 'none') -> jax.Array:
         """Runs blocks `[start, stop)`; `start == 0` means `x` is images.
 
         Args:
-          params: dict holding (at least) the parts this segment uses.
+          params: dict holding (at least) the parts this segment uses; its
+            floating dtype (float32, or bfloat16 cast by the client step) is
+            the dtype of the matmuls.
           x: `[B, H, W, 3]` float images if `start == 0`, else tokens
             `[B, T, D]` output by block `start - 1`.
           start, stop: static block indices, `0 <= start <= stop <= depth`.
@@ -255,15 +375,26 @@ class ViTEncoder(backbone.Backbone):
             predicate is a scalar at run time (not under `vmap`, which turns
             `cond` into `select` and computes both branches). A tuple of
             Python bools skips blocks at trace time (for cost measurement).
+          remat: rematerialisation of each block under differentiation
+            (`backbone.REMAT_POLICIES`; 'none' stores every activation).
 
         Returns:
           Tokens `[B, T, D]` after block `stop - 1` (or `x` unchanged if the
           segment is empty and `start > 0`).
         """
         if start == 0 and (stop > 0 or EMBED in params):
-            x = self._embed.apply({'params': params[EMBED]}, x)
+            x = embed_forward(params[EMBED], x, self.cfg)
+        run = backbone.remat_block(block_forward, remat)
+        if remat != 'none' and keep is None and stop - start > 1:
+            # A scan over the stacked blocks: XLA:CPU keeps the unrolled
+            # blocks' recomputations alive together (remat then saved no
+            # compiled memory at all), while a scan's loop order frees each
+            # block's before the next (tests/models/test_remat.py).
+            stacked = jax.tree.map(lambda *a: jnp.stack(a),
+                                   *(params[block_name(i)] for i in range(start, stop)))
+            return jax.lax.scan(lambda h, p: (run(p, h), None), x, stacked)[0]
         for i in range(start, stop):
-            block = functools.partial(self._block.apply, {'params': params[block_name(i)]})
+            block = functools.partial(run, params[block_name(i)])
             if keep is None or (isinstance(keep, tuple) and keep[i - start]):
                 x = block(x)
             elif not isinstance(keep, tuple):
@@ -272,7 +403,7 @@ class ViTEncoder(backbone.Backbone):
 
     def pool(self, params: dict, tokens: jax.Array) -> jax.Array:
         """`[B, T, D]` tokens -> `[B, D]` LayerNorm'd class token."""
-        return self._norm.apply({'params': params[NORM]}, tokens[:, 0])
+        return layer_norm(params[NORM], tokens[:, 0])
 
 
 backbone.register('vit', ViTConfig()._asdict(), lambda **fields: ViTEncoder(ViTConfig(**fields)),

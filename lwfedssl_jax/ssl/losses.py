@@ -1,4 +1,8 @@
-"""Pure SSL loss formulas (paper §2): no parameters, no state."""
+"""Pure SSL loss formulas (paper §2): no parameters, no state.
+
+Inputs may be bfloat16 (`optim.compute_dtype`); every loss casts them to
+float32 first, so the logits, the softmax and the loss are float32.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +17,7 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 def _negative_logits(q_hat: jax.Array, negatives, temperature: float) -> jax.Array:
     """`[B, M]` logits of normalised queries against extra negatives; padding
     rows get -inf so they add nothing to the softmax denominator."""
-    feats = jax.lax.stop_gradient(l2_normalize(negatives.features))
+    feats = jax.lax.stop_gradient(l2_normalize(negatives.features.astype(jnp.float32)))
     logits = q_hat @ feats.T / temperature
     return jnp.where(negatives.mask[None, :], logits, -jnp.inf)
 
@@ -36,8 +40,8 @@ def info_nce(q: jax.Array, k: jax.Array, temperature: float,
     Returns:
       Scalar mean loss over the batch.
     """
-    q_hat = l2_normalize(q)
-    logits = q_hat @ l2_normalize(k).T / temperature   # [B, B]
+    q_hat = l2_normalize(q.astype(jnp.float32))        # float32 logits and loss
+    logits = q_hat @ l2_normalize(k.astype(jnp.float32)).T / temperature   # [B, B]
     if negatives is not None:
         logits = jnp.concatenate(
             [logits, _negative_logits(q_hat, negatives, temperature)], axis=1)
@@ -58,6 +62,7 @@ def byol_loss(p: jax.Array, z: jax.Array) -> jax.Array:
     Returns:
       Scalar mean loss over the batch, in [0, 4].
     """
+    p, z = p.astype(jnp.float32), z.astype(jnp.float32)   # float32 loss
     cos = jnp.sum(l2_normalize(p) * l2_normalize(z), axis=-1)   # [B]
     return jnp.mean(2.0 - 2.0 * cos)
 
@@ -82,7 +87,7 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float,
       Scalar mean loss over the 2B rows.
     """
     b = z1.shape[0]
-    z_hat = l2_normalize(jnp.concatenate([z1, z2], axis=0))   # [2B, F]
+    z_hat = l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # [2B, F]
     logits = z_hat @ z_hat.T / temperature                     # [2B, 2B]
     # A view's similarity to itself is always maximal and carries no signal:
     # -inf removes it from the softmax denominator entirely.
