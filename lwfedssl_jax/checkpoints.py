@@ -238,7 +238,7 @@ def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) 
                        for k, v in flatten_dict(d, sep='.').items()}
     a, b = plain(saved), plain(requested)
     # A run saved before a key existed ran as that key's neutral value does.
-    a = {**{k: v for k, v in ADDED_KEYS.items() if k not in a}, **a}
+    a = {**{k: v for k, v in ADDED_KEYS.items() if k in b and k not in a}, **a}
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     unsafe = [k for k in diff if not k.startswith(SAFE_TO_CHANGE)]
     lines = [f'  {k}: saved {a.get(k, "<absent>")!r} -> requested {b.get(k, "<absent>")!r}'

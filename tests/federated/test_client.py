@@ -75,9 +75,23 @@ def test_partial_grad_step_equals_masked_full_grad_step():
     upd, _ = tx.update(g, tx.init(params), params)
     ref = optax.apply_updates(params, upd)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    # Parameters whose gradient is zero by symmetry (the attention key bias:
+    # softmax is shift-invariant; the final norm's bias: the projector's
+    # bias-free Linear + BatchNorm removes it) get round-off gradients that
+    # Adam's first step turns into +-lr: the two paths (prefix on both views
+    # as one batch vs one view at a time) round differently. Those must
+    # still move by at most lr; everything else agrees closely.
+    lr = 1e-2
     for k in spec.trainable:
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
-                     new_tr[k], ref[k])
+        for path, a in jax.tree_util.tree_leaves_with_path(new_tr[k]):
+            b, before = ref[k], params[k]
+            for entry in path:
+                b, before = b[entry.key], before[entry.key]
+            name = jax.tree_util.keystr(path)
+            if "['key']['bias']" in name or (k == 'norm' and name == "['bias']"):
+                assert np.abs(a - before).max() <= 1.01 * lr, (k, name)
+            else:
+                np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6, err_msg=k + name)
     for k in spec.frozen:   # the mask keeps frozen parts exactly
         jax.tree.map(np.testing.assert_array_equal, ref[k], params[k])
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from lwfedssl_jax.models.vit import (VIT_TINY, ViTConfig, ViTEncoder, block_name,
+from lwfedssl_jax.models.vit import (VIT_TINY, Block, Embed, ViTConfig, ViTEncoder,
+                                     block_forward, block_name, embed_forward,
                                      sincos_position_embedding)
 from lwfedssl_jax.utils.tree import num_params
 
@@ -160,3 +161,31 @@ def test_v1_export_files_still_load(tmp_path):
     x = jax.random.normal(jax.random.key(5), (2, 8, 8, 3))
     np.testing.assert_array_equal(loaded.features(loaded_params, x, n),
                                   enc.features(params, x, 3))
+
+
+@pytest.mark.parametrize('pos_embed', ['sincos', 'learned'])
+def test_functional_forward_equals_the_flax_modules(pos_embed):
+    """`embed_forward` / `block_forward` (the training path) against flax's
+    `Embed` / `Block` (which define the parameters): values and gradients."""
+    cfg = TINY._replace(pos_embed=pos_embed)
+    enc = ViTEncoder(cfg)
+    params = enc.init(jax.random.key(0))
+    images = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+
+    def flax_path(p):
+        x = Embed(cfg).apply({'params': p['embed']}, images)
+        for i in range(cfg.depth):
+            x = Block(cfg).apply({'params': p[block_name(i)]}, x)
+        return x
+
+    def functional(p):
+        x = embed_forward(p['embed'], images, cfg)
+        for i in range(cfg.depth):
+            x = block_forward(p[block_name(i)], x)
+        return x
+
+    np.testing.assert_allclose(functional(params), flax_path(params), rtol=1e-5, atol=1e-6)
+    loss = lambda f: lambda p: jnp.sum(jnp.sin(f(p)))
+    g_ref, g = jax.grad(loss(flax_path))(params), jax.grad(loss(functional))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 g, {k: g_ref[k] for k in g})
