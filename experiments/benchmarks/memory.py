@@ -78,7 +78,10 @@ def child(side: str, short: str, mode: str, batch: int, steps: int, sets) -> dic
     gpu = jax.default_backend() == 'gpu'
     out = {'platform': jax.default_backend()}
     if side == 'ours':
-        args = cs.args[:4] + (jax.numpy.asarray(views),) + cs.args[5:]
+        # The fresh target aliases the trainable parts' buffers: copy it so
+        # each donated buffer is donated once.
+        target = jax.tree.map(jax.numpy.copy, cs.args[2])
+        args = cs.args[:2] + (target, cs.args[3], jax.numpy.asarray(views)) + cs.args[5:]
         # Trainable, target and optimiser state donated and carried from step
         # to step, as the engine's `lax.scan` carry updates them in place (the
         # peer's optimiser also updates in place).
