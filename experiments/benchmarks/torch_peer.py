@@ -30,8 +30,7 @@ from identical weights. Views are NCHW float32 tensors, normalised like
 `data/augment.py`'s output.
 
 Example:
-    >>> peer = PeerClient(PeerSpec(image_size=16, patch_size=4, width=64,
-    ...                            depth=4, num_heads=4, mlp_dim=256))
+    >>> peer = PeerClient(harness.peer_spec(config, setup, stage_spec))
     >>> load_params(peer, numpy_params)
     >>> loss = peer.step(v1, v2, momentum=0.99)   # v: [B, 3, H, W]
 """
@@ -46,7 +45,8 @@ from torch import nn
 
 
 class PeerSpec(NamedTuple):
-    """Static description of one client step (mirrors our config + stage).
+    """Static description of one client step (mirrors our config + stage;
+    built from it by `harness.peer_spec`, so no field has a default here).
 
     Attributes:
       image_size, patch_size, width, depth, num_heads, mlp_dim, pos_embed:
@@ -59,27 +59,27 @@ class PeerSpec(NamedTuple):
       num_blocks: blocks present; frozen_blocks: the frozen prefix (0 for
         e2e; `num_blocks - 1` in the last layer-wise stage).
     """
-    image_size: int = 32
-    patch_size: int = 4
-    width: int = 192
-    depth: int = 12
-    num_heads: int = 3
-    mlp_dim: int = 768
-    pos_embed: str = 'sincos'
-    proj_hidden: int = 512
-    proj_dim: int = 256
-    proj_layers: int = 3
-    pred_hidden: int = 512
-    pred_layers: int = 2
-    pred_last_bn: bool = True
-    temperature: float = 0.05
-    loss_scale: float = 1.0
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-5
-    b1: float = 0.9
-    b2: float = 0.999
-    num_blocks: int = 12
-    frozen_blocks: int = 0
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    pos_embed: str
+    proj_hidden: int
+    proj_dim: int
+    proj_layers: int
+    pred_hidden: int
+    pred_layers: int
+    pred_last_bn: bool
+    temperature: float
+    loss_scale: float
+    learning_rate: float
+    weight_decay: float
+    b1: float
+    b2: float
+    num_blocks: int
+    frozen_blocks: int
 
     @property
     def num_tokens(self) -> int:
