@@ -75,7 +75,10 @@ def padded_count(k: int, mesh) -> int:
 
 def put_replicated(tree, mesh):
     """Every leaf as one array replicated on every device of the mesh (of
-    every process: each places its own copies; all must pass equal values)."""
+    every process: each places its own copies; all must pass equal values);
+    `tree` unchanged without a mesh (None)."""
+    if mesh is None:
+        return tree
     rep = replicated(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_callback(
         np.shape(x), rep, lambda index, x=np.asarray(x): x[index]), tree)
@@ -83,7 +86,10 @@ def put_replicated(tree, mesh):
 
 def abstract_replicated(tree, mesh):
     """`ShapeDtypeStruct`s of `tree` carrying the mesh's replicated sharding
-    (restore targets that every process can hold)."""
+    (restore targets that every process can hold); `tree` unchanged without
+    a mesh (None)."""
+    if mesh is None:
+        return tree
     rep = replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
                         tree)

@@ -101,14 +101,18 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     setup = builders.build(config)
     dataset, fed, public_images = builders.load_data(config)
     validation.check_client_data(config, fed.sizes, len(dataset.train_images))
-    place = Placement(sharding.make_client_mesh(config.fl.mesh_devices))
-    fed = fed._replace(images=place.put(fed.images), sizes=place.put(fed.sizes))
+    # With a client mesh, every round input the round does not split itself
+    # (client data, server parameters, the frozen prefix, restored state) is
+    # replicated on all its devices, of every process in a multi-process run.
+    mesh = sharding.make_client_mesh(config.fl.mesh_devices)
+    fed = fed._replace(images=sharding.put_replicated(fed.images, mesh),
+                       sizes=sharding.put_replicated(fed.sizes, mesh))
     ckpt = _open_checkpoints(config, setup, workdir)
     primary = distributed.is_primary()
     writer = None
     try:
         public = public_set.public_reference(setup, config, public_images)
-        state = _restore_or_start(setup, config, workdir, ckpt, fed, place)
+        state = _restore_or_start(setup, config, workdir, ckpt, fed, mesh)
         writer = (RunWriter(workdir, resume_step=state.global_round) if primary
                   else DiscardWriter())
         writer.write_json('config.json', config.to_dict())
@@ -119,7 +123,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                   f'client in {os.path.join(workdir, partition_report.REPORT_FILE)}',
                   flush=True)
         summary, params = _train(setup, config, dataset, fed, public, state, writer,
-                                 ckpt, on_stage_end, t_start, place)
+                                 ckpt, on_stage_end, t_start, mesh)
     finally:
         if writer is not None:
             writer.close()
@@ -132,32 +136,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     return {**summary, 'params': distributed.to_host(params)}
 
 
-class Placement:
-    """Where the round function's inputs live.
-
-    Without a client mesh, arrays stay where JAX puts them. With one, every
-    input that is not split by the round itself (client data, server
-    parameters, the frozen prefix, restored round state) is replicated on
-    every device of the mesh, which in a multi-process run spans processes:
-    each process places its own copies of the same values.
-
-    Attributes:
-      mesh: the client mesh, or None.
-    """
-
-    def __init__(self, mesh):
-        self.mesh = mesh
-
-    def put(self, tree):
-        return tree if self.mesh is None else sharding.put_replicated(tree, self.mesh)
-
-    def abstract(self, tree):
-        """Restore targets (`ShapeDtypeStruct`s) placed like `put`."""
-        return tree if self.mesh is None else sharding.abstract_replicated(tree, self.mesh)
-
 
 def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_end,
-           t_start, place):
+           t_start, mesh):
     """The stages from `state` on, the final evaluation and the summary."""
     print(f'[lwfedssl] {config.mode}: {len(setup.plan)} stage(s) x '
           f'{setup.plan[0].rounds} rounds, {fed.num_clients} clients '
@@ -167,7 +148,7 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
           flush=True)
     for spec in setup.plan[state.stage:]:
         state = _run_stage(setup, spec, config, state, fed, public, writer,
-                           dataset, ckpt, place)
+                           dataset, ckpt, mesh)
         if on_stage_end is not None:
             on_stage_end(spec, state.params)
     params, stage_rows = state.params, state.stage_rows
@@ -244,14 +225,15 @@ def abstract_round_state(setup, config, stage: int, fed):
         abstract_params(setup, config, stage))
 
 
-def _restore_or_start(setup, config, workdir, ckpt, fed, place) -> RunState:
+def _restore_or_start(setup, config, workdir, ckpt, fed, mesh) -> RunState:
     """The latest readable checkpoint's state, or a fresh start."""
     metrics = os.path.join(workdir, 'metrics.jsonl')
     primary = distributed.is_primary()   # the one process that writes files
     restored = None if ckpt is None else ckpt.restore_latest(
-        lambda meta: place.abstract(abstract_params(setup, config, meta['stage'])),
-        lambda meta: place.abstract(abstract_round_state(setup, config, meta['stage'],
-                                                         fed)))
+        lambda meta: sharding.abstract_replicated(
+            abstract_params(setup, config, meta['stage']), mesh),
+        lambda meta: sharding.abstract_replicated(
+            abstract_round_state(setup, config, meta['stage'], fed), mesh))
     if restored is None:
         if primary and os.path.exists(metrics):
             os.remove(metrics)   # a fresh start: stale lines would mislead
@@ -298,12 +280,13 @@ def format_resources(summary: dict) -> str:
 
 
 def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
-               writer, dataset, ckpt, place) -> RunState:
+               writer, dataset, ckpt, mesh) -> RunState:
     """Runs the remaining rounds of one stage; returns the state after it."""
     first = state.next_round
     params, tally, global_round = state.params, state.tally, state.global_round
     if first == 0:
-        params = place.put(builders.init_new_parts(setup, params, spec, config.seed))
+        params = sharding.put_replicated(
+            builders.init_new_parts(setup, params, spec, config.seed), mesh)
     previous = setup.plan[spec.index - 1] if spec.index else None
     fns = builders.build_stage(setup, spec, config, fed.num_clients, fed.max_examples)
     round_state = state.round_state if first else builders.init_round_state(
@@ -374,8 +357,8 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
             pending = RunState({**params, **round_state.server.params}, round_state,
                                spec.index, r + 1, global_round, tally,
                                state.stage_rows, held)
-    if pending is not None:
-        _save(ckpt, pending, fed)
+    # No mid-stage checkpoint is left pending here: one is only set when a
+    # round of this stage follows (r + 1 < rounds), whose call saves it.
     progress.close()
     if jax.local_devices()[0].memory_stats():
         # Accelerators only (None on CPU); the process-wide peak so far.

@@ -46,7 +46,7 @@ from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
-from lwfedssl_jax.models.backbone import Backbone, remat_block
+from lwfedssl_jax.models.backbone import Backbone, check_remat
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
 from lwfedssl_jax.stages import StageSpec
@@ -131,7 +131,7 @@ def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
     """
     copied = target_parts(spec, method)
     dtype = check_compute_dtype(compute_dtype)
-    remat_block(lambda p, x: x, remat)       # refuses an unknown policy now
+    check_remat(remat)
     # Identity in float32, so that path is exactly the float32 engine.
     cast = (lambda tree: tree) if dtype == jnp.float32 else (
         lambda tree: cast_floats(tree, dtype))

@@ -60,7 +60,6 @@ class ChunkChoice(NamedTuple):
     measured: dict
 
 
-
 def for_chunk(chunk: int, num_clients: int) -> tuple[str, int]:
     """`(execution, chunk)` for `make_clients_update` that vmap `chunk` of
     `num_clients` clients at a time: 1 is `lax.map`, >= K is `vmap`."""

@@ -41,20 +41,29 @@ from lwfedssl_jax.errors import ConfigError, did_you_mean
 REMAT_POLICIES = ('none', 'blocks', 'dots_saveable')
 
 
+def check_remat(remat: str) -> str:
+    """`remat` if it is one of `REMAT_POLICIES`.
+
+    Raises:
+      ConfigError: on `optim.remat`, naming the choices.
+    """
+    if remat not in REMAT_POLICIES:
+        raise ConfigError('optim.remat', remat, f'unknown; choices: {list(REMAT_POLICIES)}.'
+                          + did_you_mean(str(remat), REMAT_POLICIES))
+    return remat
+
+
 def remat_block(block_fn: Callable, remat: str) -> Callable:
     """`block_fn(params, x) -> y` under rematerialisation policy `remat`.
 
     Raises:
       ConfigError: `remat` not in `REMAT_POLICIES`.
     """
-    if remat == 'none':
+    if check_remat(remat) == 'none':
         return block_fn
     if remat == 'blocks':
         return jax.checkpoint(block_fn)
-    if remat == 'dots_saveable':
-        return jax.checkpoint(block_fn, policy=jax.checkpoint_policies.dots_saveable)
-    raise ConfigError('optim.remat', remat, f'unknown; choices: {list(REMAT_POLICIES)}.'
-                      + did_you_mean(str(remat), REMAT_POLICIES))
+    return jax.checkpoint(block_fn, policy=jax.checkpoint_policies.dots_saveable)
 
 
 class Backbone:
