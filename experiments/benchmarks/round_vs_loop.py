@@ -87,9 +87,11 @@ class PeerRound:
         self.params = {n: named[n] for n in torch_peer.torch_layout(
             {p: params[p] for p in exchanged}, peer.spec)}
         self.global_ = {n: p.detach().clone() for n, p in self.params.items()}
-        self.data = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()  # [K,N,3,H,W]
-        self.mean = torch.from_numpy(augment.MEAN).view(1, 3, 1, 1)
-        self.std = torch.from_numpy(augment.STD).view(1, 3, 1, 1)
+        # The clients' images live on the peer's device, as ours live on the mesh.
+        device = next(peer.parameters()).device
+        self.data = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous().to(device)  # [K,N,3,H,W]
+        self.mean = torch.from_numpy(augment.MEAN).view(1, 3, 1, 1).to(device)
+        self.std = torch.from_numpy(augment.STD).view(1, 3, 1, 1).to(device)
 
     def __call__(self) -> dict:
         """Runs one round from the stored global weights; returns the new ones."""
@@ -101,9 +103,9 @@ class PeerRound:
                     p.copy_(self.global_[name])
             self.peer.begin_round()
             for _ in range(self.epochs):
-                perm = torch.randperm(n)
+                perm = torch.randperm(n, device=client.device)
                 for s in range(math.ceil(n / self.batch)):
-                    idx = perm[(s * self.batch + torch.arange(self.batch)) % n]
+                    idx = perm[(s * self.batch + torch.arange(self.batch, device=client.device)) % n]
                     x = (client[idx].float() / 255 - self.mean) / self.std
                     self.peer.step(x, x.flip(3), self.momentum)
             with torch.no_grad():
