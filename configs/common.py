@@ -218,6 +218,25 @@ def base(method: str = 'mocov3') -> ml_collections.ConfigDict:
     c.eval.probe_lr = 1e-2
     c.eval.probe_batch_size = 256
     c.eval.probe_weight_decay = 1e-4
+    # What runs at stage ends and at the end (evaluation/protocols.py): knn |
+    # linear_probe | finetune. Fine-tuning takes minutes per dataset, so it
+    # is run after training by `python -m lwfedssl_jax.evaluate --protocol finetune`.
+    c.eval.protocols = ('knn', 'linear_probe')
+    # Labelled sources in data.source syntax (e.g. ('tfds:cifar100',
+    # 'folder:/data/caltech101')), at model.image_size; metric keys become
+    # '<short name>/knn_top1'. Empty = the pre-training source, keys unprefixed.
+    c.eval.datasets = ()
+    # The paper's downstream protocol (paper notes §6): encoder + linear head
+    # trained end to end (evaluation/finetune.py).
+    c.eval.finetune = ml_collections.ConfigDict()
+    c.eval.finetune.epochs = 40
+    c.eval.finetune.warmup_epochs = 10        # linear warm-up, then cosine to 0
+    c.eval.finetune.batch_size = 256
+    c.eval.finetune.learning_rate = 1e-3      # AdamW peak
+    c.eval.finetune.weight_decay = 1e-5
+    c.eval.finetune.randaugment_ops = 2       # torchvision RandAugment(2, 9); 0 = none
+    c.eval.finetune.randaugment_magnitude = 9  # bin of 31
+    c.eval.finetune.train_subset = 0          # 0 = all; else a seeded class-stratified subset
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.enabled = True

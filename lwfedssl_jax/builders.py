@@ -139,8 +139,10 @@ def build(config: ml_collections.ConfigDict) -> Setup:
 
 
 def load_data(config: ml_collections.ConfigDict):
-    """The labeled dataset (for evaluation), its federated training split and
-    the server's public set (see `public_set.py`).
+    """The pre-training dataset (labelled or not: `ImageDataset.labelled`),
+    its federated training split and the server's public set (see
+    `public_set.py`). An unlabelled source is split as if all its images
+    had label 0 (`data.partition` must then be 'uniform').
 
     The public set (`data.public_size` training images, 0 = none) is drawn
     with its own seed from the training split and removed from it before
@@ -155,7 +157,10 @@ def load_data(config: ml_collections.ConfigDict):
         d.source, image_size=config.model.image_size, data_dir=d.data_dir,
         download=d.download, cache_dir=d.cache_dir,
         synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
+    check_labels_available(config, dataset)
     images, labels = dataset.train_images, dataset.train_labels
+    if labels is None:   # pre-training only: no class to partition by
+        labels = np.zeros(len(images), np.int32)
     if not 0 <= d.public_size < len(images) - config.fl.num_clients:
         raise ConfigError('data.public_size', d.public_size, f'must be in [0, '
                           f'{len(images) - config.fl.num_clients}) for {len(images)} '
@@ -166,6 +171,14 @@ def load_data(config: ml_collections.ConfigDict):
         images[rest], labels[rest], num_clients=config.fl.num_clients,
         kind=d.partition, alpha=d.dirichlet_alpha, seed=d.partition_seed)
     return dataset, fed, images[np.sort(public)]
+
+
+def check_labels_available(config: ml_collections.ConfigDict, dataset) -> None:
+    """`sources.check_unlabelled_use` for a pre-training dataset found to
+    have no labels once read (a tfds dataset without a `label` feature)."""
+    if not dataset.labelled:
+        sources.check_unlabelled_use(config.data.source, config.data.partition,
+                                     tuple(config.eval.datasets))
 
 
 def _rep_dim(method: ssl.SSLMethod, width: int) -> int:

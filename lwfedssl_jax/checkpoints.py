@@ -220,7 +220,14 @@ SAFE_TO_CHANGE = ('log.', 'checkpoint.', 'accounting.outdir', 'data.cache_dir')
 # Keys added after runs were saved, with the value that reproduces those runs:
 # a saved config without the key resumes when this value is requested.
 ADDED_KEYS = {'optim.compute_dtype': 'float32', 'optim.remat': 'none',
-              'fl.memory_budget_gib': 0.0}
+              'fl.memory_budget_gib': 0.0,
+              # Evaluation (evaluation/protocols.py): what runs before they
+              # existed, and the fine-tuning defaults (never run then).
+              'eval.protocols': ('knn', 'linear_probe'), 'eval.datasets': (),
+              'eval.finetune.epochs': 40, 'eval.finetune.warmup_epochs': 10,
+              'eval.finetune.batch_size': 256, 'eval.finetune.learning_rate': 1e-3,
+              'eval.finetune.weight_decay': 1e-5, 'eval.finetune.randaugment_ops': 2,
+              'eval.finetune.randaugment_magnitude': 9, 'eval.finetune.train_subset': 0}
 
 
 def check_resume_config(saved: dict, requested: dict, allow_safe_changes: bool) -> None:

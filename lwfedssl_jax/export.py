@@ -58,6 +58,13 @@ def write_encoder(path: str, encoder, params: dict, num_blocks: int, info: dict)
     np.savez(path, **flat)
 
 
+def read_meta(path: str) -> dict:
+    """The `__meta__` JSON of an exported encoder (`format`, `model`,
+    `num_blocks`, `step`, ...), without loading its arrays."""
+    with np.load(path) as data:
+        return json.loads(str(data[_META]))
+
+
 def load_encoder(path: str):
     """Loads an exported encoder: `(backbone, params, num_blocks)`."""
     with np.load(path) as data:

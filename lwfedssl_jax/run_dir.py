@@ -12,7 +12,7 @@ import numpy as np
 from absl import logging
 
 from lwfedssl_jax import builders, train, validation
-from lwfedssl_jax.checkpoints import RunCheckpoints
+from lwfedssl_jax.checkpoints import ADDED_KEYS, RunCheckpoints
 from lwfedssl_jax.errors import ConfigError, RunDirError
 
 
@@ -28,6 +28,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise RunDirError(f'--workdir={workdir!r} was written by an engine before '
                           'model.name existed (commit 47c40ad or earlier); evaluate or '
                           'export it with that version.')
+    # Keys added since the run was saved take the values it ran with.
+    for key, value in ADDED_KEYS.items():
+        *groups, name = key.split('.')
+        node = saved
+        for group in groups:
+            node = node.setdefault(group, {})
+        node.setdefault(name, value)
     return ml_collections.ConfigDict(saved)
 
 

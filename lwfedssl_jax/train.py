@@ -32,9 +32,10 @@ from lwfedssl_jax import (builders, distributed, plots, public_set, sharding, su
 from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
-from lwfedssl_jax.data import partition_report
+from lwfedssl_jax.data import partition_report, sources
 from lwfedssl_jax.data.federated import FederatedData
 from lwfedssl_jax.errors import RunDirError
+from lwfedssl_jax.evaluation import monitor
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
 from lwfedssl_jax.federated.client import depth_dropout_keep
 from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
@@ -45,12 +46,30 @@ from lwfedssl_jax.writers import DiscardWriter, RunWriter
 
 
 def eval_kwargs(config) -> dict:
-    """Keyword arguments of `evaluate_encoder` from `config.eval`."""
-    e = config.eval
-    return dict(batch_size=e.batch_size, knn_k=e.knn_k,
-                knn_temperature=e.knn_temperature, probe_epochs=e.probe_epochs,
-                probe_lr=e.probe_lr, probe_batch_size=e.probe_batch_size,
-                probe_weight_decay=e.probe_weight_decay, seed=config.seed)
+    """Keyword arguments of `evaluate_encoder` from `config.eval`: the
+    protocols, their settings (the eval block) and the seed."""
+    return dict(protocols=tuple(config.eval.protocols), settings=config.eval.to_dict(),
+                seed=config.seed)
+
+
+def load_eval_dataset(config, source: str):
+    """Evaluation source `source` at `model.image_size`, read as the
+    pre-training data is (`data.data_dir`, ...; the pre-training source
+    itself gives the very dataset `builders.load_data` does)."""
+    d = config.data
+    return sources.load_dataset(
+        source, image_size=config.model.image_size, data_dir=d.data_dir,
+        download=d.download, cache_dir=d.cache_dir,
+        synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
+
+
+def eval_datasets(config, dataset) -> dict:
+    """The stage-end and final evaluations' datasets (`monitor.eval_datasets`):
+    `{'': dataset}` (the pre-training data) when `eval.datasets` is empty,
+    else each source loaded at `model.image_size` under its short name."""
+    return monitor.eval_datasets(
+        tuple(config.eval.datasets), dataset,
+        lambda s: dataset if s == config.data.source else load_eval_dataset(config, s))
 
 
 def round_clients(config, stage: int, round_index: int, num_clients: int):
@@ -117,8 +136,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                   else DiscardWriter())
         writer.write_json('config.json', config.to_dict())
         if primary:
+            # An unlabelled source is reported as one class (client sizes only).
             split = partition_report.write_partition_report(
-                workdir, fed.indices, fed.labels, dataset.num_classes)
+                workdir, fed.indices, fed.labels, max(dataset.num_classes, 1))
             print(f'[lwfedssl] partition {split["hash"][:16]}: label histogram per '
                   f'client in {os.path.join(workdir, partition_report.REPORT_FILE)}',
                   flush=True)
@@ -146,15 +166,16 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
           f'data {config.data.source} {dataset.train_images.shape}'
           + (f'; resumed after {state.global_round} rounds' if state.global_round else ''),
           flush=True)
+    evals = eval_datasets(config, dataset)   # loaded and checked before round 1
     for spec in setup.plan[state.stage:]:
         state = _run_stage(setup, spec, config, state, fed, public, writer,
-                           dataset, ckpt, mesh)
+                           evals, ckpt, mesh)
         if on_stage_end is not None:
             on_stage_end(spec, state.params)
     params, stage_rows = state.params, state.stage_rows
     final = evaluate_encoder(setup.encoder, distributed.to_host(params),
                              setup.plan[-1].num_blocks,
-                             dataset, **eval_kwargs(config))
+                             evals, **eval_kwargs(config))
     writer.log(kind='final_eval', step=state.global_round, **final)
     writer.tb.scalars(state.global_round, {f'final/{k}': v for k, v in final.items()})
     summary = {
@@ -174,7 +195,7 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
     if config.eval.random_baseline:
         rand = setup.encoder.init(rng.stream(config.seed, rng.RANDOM_BASELINE))
         summary['random_encoder_eval'] = evaluate_encoder(
-            setup.encoder, rand, setup.encoder.depth, dataset,
+            setup.encoder, rand, setup.encoder.depth, evals,
             **eval_kwargs(config))
     summary['wall_time_s'] = time.time() - t_start
     writer.write_json('summary.json', summary)
@@ -280,7 +301,7 @@ def format_resources(summary: dict) -> str:
 
 
 def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
-               writer, dataset, ckpt, mesh) -> RunState:
+               writer, evals, ckpt, mesh) -> RunState:
     """Runs the remaining rounds of one stage; returns the state after it."""
     first = state.next_round
     params, tally, global_round = state.params, state.tally, state.global_round
@@ -368,12 +389,12 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     row['round_fn_traces'] = fns.round_fn.num_traces
     if config.eval.at_stage_end:   # on each process's own devices
         row['eval'] = evaluate_encoder(setup.encoder, distributed.to_host(params),
-                                       spec.num_blocks, dataset, **eval_kwargs(config))
+                                       spec.num_blocks, evals, **eval_kwargs(config))
         writer.log(kind='stage_eval', step=global_round, stage=spec.index, **row['eval'])
         writer.tb.scalars(global_round, {f'eval/{k}': v for k, v in row['eval'].items()})
-        print(f'[lwfedssl] stage {spec.index + 1} eval: '
-              + ', '.join(f'{k}={v:.2f}' for k, v in row['eval'].items()),
-              flush=True)
+        print(f'[lwfedssl] stage {spec.index + 1} eval: '   # top-1s; the rest is logged
+              + ', '.join(f'{k}={v:.2f}' for k, v in row['eval'].items()
+                          if k.endswith('_top1')), flush=True)
     # Client state and server extras end with the stage (each stage is an
     # independent FL process for them; see federated/algorithms/base.py).
     done = RunState(params, None, spec.index, spec.rounds, global_round, tally,

@@ -37,8 +37,9 @@ import ml_collections
 import numpy as np
 
 from lwfedssl_jax import builders, sharding, ssl, stages
-from lwfedssl_jax.data import augment, partition, sources
+from lwfedssl_jax.data import augment, partition, randaugment, sources
 from lwfedssl_jax.errors import ConfigError, ConfigErrors, RunDirError, did_you_mean
+from lwfedssl_jax.evaluation import finetune, protocols
 from lwfedssl_jax.federated import addons, aggregate, algorithms, client, execution
 from lwfedssl_jax.models import MODELS, make_backbone
 from lwfedssl_jax.models.backbone import REMAT_POLICIES
@@ -187,6 +188,17 @@ RULES: dict[str, Rule] = {
     'eval.probe_lr': _POSITIVE,
     'eval.probe_batch_size': _int(1),
     'eval.probe_weight_decay': _NONNEG,
+    # Names and sources are checked by `eval_relations` (registry, source form).
+    'eval.protocols': Rule('names'),
+    'eval.datasets': Rule('names'),
+    'eval.finetune.epochs': _int(1),
+    'eval.finetune.warmup_epochs': _int(0),
+    'eval.finetune.batch_size': _int(1),
+    'eval.finetune.learning_rate': _POSITIVE,
+    'eval.finetune.weight_decay': _NONNEG,
+    'eval.finetune.randaugment_ops': _int(0),
+    'eval.finetune.randaugment_magnitude': _int(0, randaugment.NUM_BINS - 1),
+    'eval.finetune.train_subset': _int(0),
     'checkpoint.enabled': _BOOL,
     'checkpoint.every_rounds': _int(1),
     'checkpoint.keep': _int(1),
@@ -296,6 +308,60 @@ def _relations(config) -> list:
     # The form of data.source and what can be checked on disk without reading
     # data; tfds names and file contents are checked when the data is read.
     _collect(errors, sources.check_source, config.data.source)
+    if config.data.source.partition(':')[0] in sources.UNLABELLED_KINDS:
+        _collect(errors, sources.check_unlabelled_use, config.data.source,
+                 config.data.partition, tuple(config.eval.datasets))
+    return errors + eval_relations(config.eval)
+
+
+def check_eval(config) -> None:
+    """Raises `ConfigErrors` unless `config.eval` can run: the rules of its
+    keys, then `eval_relations` (the `evaluate` entry point's check of the
+    evaluation settings it was given; `check_config` runs the same)."""
+    values = flat_keys(config.eval, 'eval.')
+    errors = []
+    for key, rule in RULES.items():
+        if key.startswith('eval.'):
+            problem = ('missing from the config.' if key not in values
+                       else rule.problem(values[key]))
+            if problem:
+                errors.append(ConfigError(key, values.get(key), problem))
+    if not errors:
+        errors = eval_relations(config.eval)
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def eval_relations(e) -> list:
+    """The evaluation keys' checks beyond type and range: protocol names,
+    source strings (`sources.check_source`), fine-tuning settings
+    (`finetune.check_settings`: warm-up vs epochs, ...)."""
+    errors = []
+    names = list(e.protocols)
+    unknown = [n for n in names if n not in protocols.PROTOCOLS]
+    if not names or unknown or len(set(names)) != len(names):
+        what = (f'{unknown[0]!r} is unknown' if unknown else 'a protocol is repeated'
+                if names else 'no protocol is named')
+        errors.append(ConfigError('eval.protocols', tuple(names), f'{what}; allowed: one '
+                                  f'or more of {list(protocols.PROTOCOLS)}, each once.'
+                                  + (did_you_mean(unknown[0], protocols.PROTOCOLS)
+                                     if unknown else '')))
+    for source in e.datasets:
+        try:
+            sources.check_source(source)
+        except ConfigError as err:
+            errors.append(ConfigError('eval.datasets', tuple(e.datasets),
+                                      f'{source!r}: {err.problem}', err.fix))
+            continue
+        if source.partition(':')[0] in sources.UNLABELLED_KINDS:
+            errors.append(ConfigError('eval.datasets', tuple(e.datasets), f'{source!r} has '
+                                      'no labels; evaluation needs labelled sources.'))
+    short = [protocols.short_name(s) for s in e.datasets]
+    if len(set(short)) != len(short):
+        errors.append(ConfigError('eval.datasets', tuple(e.datasets), f'two sources share '
+                                  f'a short name ({short}), so their metric keys would '
+                                  'collide; evaluate them in separate runs.'))
+    _collect(errors, finetune.check_settings, finetune.FinetuneSettings(**e.finetune))
     return errors
 
 

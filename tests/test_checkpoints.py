@@ -160,8 +160,11 @@ def test_keys_added_since_a_run_was_saved():
     requested = json.loads(config('layerwise').to_json())
     saved = json.loads(json.dumps(requested))
     for key in ADDED_KEYS:
-        group, name = key.split('.')
-        del saved[group][name]
+        *groups, name = key.split('.')   # nested keys: eval.finetune.epochs
+        node = saved
+        for group in groups:
+            node = node[group]
+        del node[name]
     check_resume_config(saved, requested, allow_safe_changes=False)
     requested['optim']['compute_dtype'] = 'bfloat16'
     with pytest.raises(ValueError, match="optim.compute_dtype: saved 'float32' -> "

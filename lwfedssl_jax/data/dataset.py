@@ -12,14 +12,15 @@ _PROGRESS_MIN = 2000
 
 
 class ImageDataset(NamedTuple):
-    """A labelled train/test (and optionally validation) image dataset in host memory.
+    """A train/test (and optionally validation) image dataset in host memory,
+    labelled unless it comes from a pre-training-only source (``labelled``).
 
     Attributes:
         name: the ``source`` string it was loaded from.
         train_images: [N, H, W, 3] uint8.
-        train_labels: [N] int32 in [0, num_classes).
+        train_labels: [N] int32 in [0, num_classes), or None (unlabelled).
         test_images: [M, H, W, 3] uint8.
-        test_labels: [M] int32.
+        test_labels: [M] int32, or None (unlabelled; M = 0).
         num_classes: number of classes.
         val_images: [V, H, W, 3] uint8, or None for sources without a
             validation split. Last and defaulted, so the six-field
@@ -31,12 +32,25 @@ class ImageDataset(NamedTuple):
 
     name: str
     train_images: np.ndarray
-    train_labels: np.ndarray
+    train_labels: np.ndarray | None
     test_images: np.ndarray
-    test_labels: np.ndarray
+    test_labels: np.ndarray | None
     num_classes: int
     val_images: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+
+    @property
+    def labelled(self) -> bool:
+        """False for a pre-training-only source (``images:``, a tfds dataset
+        without a ``label`` feature): its labels are None, its test split is
+        empty and ``num_classes`` is 0."""
+        return self.train_labels is not None
+
+
+def unlabelled(source: str, images: np.ndarray) -> ImageDataset:
+    """A dataset of training images only (``[N, S, S, 3]`` uint8), for
+    self-supervised pre-training; evaluation then needs ``eval.datasets``."""
+    return ImageDataset(source, images, None, images[:0], None, 0)
 
 
 class _Request(NamedTuple):

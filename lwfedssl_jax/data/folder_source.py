@@ -1,4 +1,12 @@
-"""The ``folder:<path>`` source: per-class image folders, ``.npz`` cached."""
+"""The ``folder:<path>`` source: per-class image folders, ``.npz`` cached.
+
+Two layouts: ``<path>/{train,test}/<class>/*.jpg`` (the dataset's own split),
+or ``<path>/<class>/*.jpg`` for a dataset without an official test split
+(Caltech-101's ``101_ObjectCategories``): then each class is split with a
+fixed seed, ``TEST_FRACTION`` of its images (rounded, at least one, and at
+least one left for training) going to test, so the split is the same on
+every machine and never depends on ``config.seed``.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +24,12 @@ from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
 from lwfedssl_jax.errors import ConfigError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+# The split of a class-per-folder tree without train/ and test/ (module doc).
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
 
 
-def _scan(split_dir: Path) -> tuple[dict[str, list[Path]], float, str]:
+def scan(split_dir: Path) -> tuple[dict[str, list[Path]], float, str]:
     """Lists ``split_dir/<class>/<image>`` files.
 
     Returns:
@@ -73,13 +84,37 @@ def folder_path_problem(arg: str) -> str | None:
         return "folder: needs a path, e.g. 'folder:/data/cifar10'."
     root = Path(arg).expanduser()
     missing = [s for s in ('train', 'test') if not (root / s).is_dir()]
-    if not missing:
+    if not missing or (len(missing) == 2 and _has_class_dirs(root)):
         return None
     why = ('it is not a directory' if not root.is_dir()
            else ', '.join(f'{root / s} is missing' for s in missing))
     return (f'{root} lacks {missing} ({why}); expected {root}/train/<class>/*.jpg and '
-            f'{root}/test/<class>/*.jpg; if the data sits one level deeper, point '
-            'folder: at the directory that contains train/ and test/.')
+            f'{root}/test/<class>/*.jpg, or {root}/<class>/*.jpg (split with a fixed '
+            'seed); if the data sits one level deeper, point folder: at the directory '
+            'that contains train/ and test/ (or the class folders).')
+
+
+def _has_class_dirs(root: Path) -> bool:
+    """Whether `root` holds class folders (and no train/ nor test/)."""
+    return root.is_dir() and any(
+        e.is_dir() and not e.name.startswith('.') for e in os.scandir(root))
+
+
+def split_per_class(classes: dict[str, list[Path]]) -> dict[str, dict[str, list[Path]]]:
+    """Splits each class's sorted files into train / test with `SPLIT_SEED`:
+    round(TEST_FRACTION x n) test images, at least one, at least one kept
+    for training. Returns {'train': {class: paths}, 'test': {class: paths}}."""
+    out = {'train': {}, 'test': {}}
+    for i, (name, files) in enumerate(sorted(classes.items())):
+        if len(files) < 2:
+            raise ValueError(f'Class folder {files[0].parent} has {len(files)} image; a '
+                             'train / test split needs at least 2 per class.')
+        order = np.random.default_rng([SPLIT_SEED, i]).permutation(len(files))
+        n_test = min(max(1, round(TEST_FRACTION * len(files))), len(files) - 1)
+        test = set(order[:n_test].tolist())
+        out['test'][name] = [f for j, f in enumerate(files) if j in test]
+        out['train'][name] = [f for j, f in enumerate(files) if j not in test]
+    return out
 
 
 def _load_folder(req: _Request) -> ImageDataset:
@@ -87,7 +122,12 @@ def _load_folder(req: _Request) -> ImageDataset:
     if problem:
         raise ConfigError('data.source', req.source, problem)
     root = Path(req.arg).expanduser()
-    scans = {split: _scan(root / split) for split in ('train', 'test')}
+    if (root / 'train').is_dir():
+        scans = {split: scan(root / split) for split in ('train', 'test')}
+    else:   # class folders only: a fixed per-class split
+        classes, newest, digest = scan(root)
+        scans = {split: (files, newest, f'{digest}-split{SPLIT_SEED}-{TEST_FRACTION}')
+                 for split, files in split_per_class(classes).items()}
     names = sorted(scans['train'][0])
     if sorted(scans['test'][0]) != names:
         raise ValueError(
@@ -97,26 +137,35 @@ def _load_folder(req: _Request) -> ImageDataset:
     newest = max(scans['train'][1], scans['test'][1])
     fingerprint = f'{scans["train"][2]}-{scans["test"][2]}'
 
-    cache_dir = Path(req.cache_dir).expanduser() if req.cache_dir else (
-        root / '.lwfedssl_cache')
-    # The path hash lets one cache_dir serve several folders.
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-    cache = cache_dir / f'{root.resolve().name}-{key}-{req.image_size}px.npz'
-    arrays = _read_cache(cache, req.image_size, fingerprint, names, newest)
+    cache = cache_path(root, req.cache_dir, req.image_size)
+    arrays = read_cache(cache, req.image_size, fingerprint, names, newest)
     if arrays is None:
         arrays = {}
         for split in ('train', 'test'):
             arrays[f'{split}_images'], arrays[f'{split}_labels'] = _decode(
                 scans[split][0], names, req.image_size, f'decoding {split}')
-        _write_cache(cache, arrays, req.image_size, fingerprint, names)
+        write_cache(cache, arrays, req.image_size, fingerprint, names)
     return ImageDataset(req.source, arrays['train_images'],
                         arrays['train_labels'], arrays['test_images'],
                         arrays['test_labels'], len(names))
 
 
-def _read_cache(cache: Path, image_size: int, fingerprint: str,
-                names: list[str], newest: float) -> dict | None:
-    """The cached arrays, or None if absent or stale."""
+_SPLIT_ARRAYS = ('train_images', 'train_labels', 'test_images', 'test_labels')
+
+
+def cache_path(root: Path, cache_dir: str | None, image_size: int, kind: str = '') -> Path:
+    """Where the decoded arrays of `root` at `image_size` are cached (default
+    `<root>/.lwfedssl_cache`); `kind` tells sources reading one tree apart."""
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else root / '.lwfedssl_cache'
+    # The path hash lets one cache_dir serve several folders.
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    return cache_dir / f'{root.resolve().name}-{key}{kind}-{image_size}px.npz'
+
+
+def read_cache(cache: Path, image_size: int, fingerprint: str,
+                names: list[str], newest: float,
+                keys: tuple[str, ...] = _SPLIT_ARRAYS) -> dict | None:
+    """The cached arrays `keys`, or None if absent or stale."""
     if not cache.is_file() or cache.stat().st_mtime < newest:
         return None
     try:
@@ -125,14 +174,13 @@ def _read_cache(cache: Path, image_size: int, fingerprint: str,
                     or str(z['fingerprint']) != fingerprint
                     or list(z['class_names']) != names):
                 return None
-            return {k: z[k] for k in ('train_images', 'train_labels',
-                                      'test_images', 'test_labels')}
+            return {k: z[k] for k in keys}
     except (OSError, ValueError, KeyError) as e:
         logging.warning('Ignoring unreadable cache %s: %s', cache, e)
         return None
 
 
-def _write_cache(cache: Path, arrays: dict, image_size: int, fingerprint: str,
+def write_cache(cache: Path, arrays: dict, image_size: int, fingerprint: str,
                  names: list[str]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -6,15 +6,20 @@ One entry point, ``load_dataset(source, image_size=...)``, where ``source`` is
   learning signal for CI, environment-notes §2);
 * ``'tfds:<name>'``: a TFDS dataset already prepared under ``data_dir`` as
   ArrayRecord, read with ``builder.as_data_source`` (no TensorFlow import);
-* ``'folder:<path>'``: ``<path>/{train,test}/<class>/*.{jpg,jpeg,png}``,
-  decoded once with PIL and cached as ``.npz``;
+* ``'folder:<path>'``: ``<path>/{train,test}/<class>/*.{jpg,jpeg,png}``
+  (or ``<path>/<class>/*`` split per class with a fixed seed), decoded once
+  with PIL and cached as ``.npz``;
+* ``'images:<path>'``: every image under ``<path>``, no labels (pre-training
+  only, like ``tfds:`` datasets without a ``label`` feature, e.g.
+  ``tfds:coco/2017``);
 * ``'medmnist:<path>'``: a MedMNIST(+) ``.npz`` file (train/val/test splits;
   paper notes §4.5), see ``medmnist_source``;
 * ``'synthetic'``: 10 classes of coloured gratings plus noise, for unit tests.
 
 Every source returns uint8 ``[N, S, S, 3]`` images (S = ``image_size``;
-resizing is PIL bilinear, aspect ratio not kept) and int32 labels; SSL code
-converts to float on device (``augment.to_float``).
+resizing is PIL bilinear, aspect ratio not kept) and int32 labels, or no
+labels (``ImageDataset.labelled``); SSL code converts to float on device
+(``augment.to_float``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from lwfedssl_jax.data.dataset import (  # noqa: F401
     ImageDataset, _Request, _to_rgb)
 from lwfedssl_jax.data.folder_source import (  # noqa: F401
     IMAGE_SUFFIXES, _load_folder, folder_path_problem)
+from lwfedssl_jax.data.images_source import _load_images, images_path_problem
 from lwfedssl_jax.data.medmnist_source import (  # noqa: F401
     _load_medmnist, medmnist_path_problem)
 from lwfedssl_jax.data.tfds_source import _load_tfds, tfds_name_problem
@@ -94,17 +100,21 @@ SOURCES: dict[str, Callable[[_Request], ImageDataset]] = {
     'digits': _load_digits,
     'tfds': _load_tfds,
     'folder': _load_folder,
+    'images': _load_images,
     'medmnist': _load_medmnist,
     'synthetic': _load_synthetic,
 }
 _NO_ARG = ('digits', 'synthetic')
 ALLOWED_SOURCES = ("'digits', 'synthetic', 'tfds:<name>' (e.g. 'tfds:cifar10'), "
-                   "'folder:<path>' or 'medmnist:<path>.npz'")
+                   "'folder:<path>', 'images:<path>' (no labels) or 'medmnist:<path>.npz'")
+# Sources known to have no labels before anything is read (a tfds dataset
+# is known only once its features are read).
+UNLABELLED_KINDS = ('images',)
 
 
 # Each kind's rule for its argument, checkable without reading any data.
 _ARG_PROBLEM = {'tfds': tfds_name_problem, 'folder': folder_path_problem,
-                'medmnist': medmnist_path_problem}
+                'images': images_path_problem, 'medmnist': medmnist_path_problem}
 
 
 def check_source(source: str) -> None:
@@ -125,6 +135,20 @@ def check_source(source: str) -> None:
         raise ConfigError('data.source', source, problem)
 
 
+def check_unlabelled_use(source: str, partition: str, eval_datasets: tuple) -> None:
+    """Raises `ConfigError` where an unlabelled pre-training `source` meets a
+    setting that needs labels: a label partition other than 'uniform', or
+    an evaluation on the pre-training source itself (empty `eval.datasets`)."""
+    if partition != 'uniform':
+        raise ConfigError('data.partition', partition,
+                          f'{source!r} has no labels to partition by; use \'uniform\' '
+                          "(the paper's split of unlabeled COCO).")
+    if not eval_datasets:
+        raise ConfigError('eval.datasets', eval_datasets,
+                          f'{source!r} has no labels, so the encoder must be evaluated on '
+                          "labelled sources, e.g. ('tfds:cifar10', 'folder:/data/caltech101').")
+
+
 def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
                  download: bool = False, cache_dir: str | None = None,
                  synthetic_sizes: tuple[int, int] = (512, 128),
@@ -133,19 +157,22 @@ def load_dataset(source: str, *, image_size: int, data_dir: str | None = None,
 
     Args:
         source: ``'digits'``, ``'tfds:<name>'``, ``'folder:<path>'``,
-            ``'medmnist:<path>'`` or ``'synthetic'`` (see the module docstring).
+            ``'images:<path>'``, ``'medmnist:<path>'`` or ``'synthetic'`` (see
+            the module docstring).
         image_size: output side S; images come back [N, S, S, 3] uint8.
         data_dir: TFDS data directory (``tfds:`` only; None = TFDS default).
         download: ``tfds:`` only; allow ``download_and_prepare`` (needs
             internet, and TensorFlow for image features). If False, an
             unprepared dataset raises at once.
-        cache_dir: ``folder:`` only; where the decoded ``.npz`` goes (default
-            ``<path>/.lwfedssl_cache``).
+        cache_dir: ``folder:`` and ``images:``; where the decoded ``.npz``
+            goes (default ``<path>/.lwfedssl_cache``).
         synthetic_sizes: ``synthetic`` only; (n_train, n_test).
         seed: ``synthetic`` only; the digits and folder splits are fixed.
 
     Returns:
-        An ``ImageDataset``; only ``medmnist:`` fills its ``val_*`` fields.
+        An ``ImageDataset``; only ``medmnist:`` fills its ``val_*`` fields;
+        ``images:`` and label-less tfds datasets give an unlabelled one
+        (``labelled`` False: training images only).
 
     Raises:
         ConfigError: unknown source kind, bad argument, unknown or

@@ -1,4 +1,10 @@
-"""The ``tfds:<name>`` source: a TFDS dataset prepared as ArrayRecord."""
+"""The ``tfds:<name>`` source: a TFDS dataset prepared as ArrayRecord.
+
+A dataset with ``image`` and ``label`` features gives its ``train`` and
+``test`` splits; one without ``label`` (e.g. ``coco/2017``, whose objects
+are no image label) gives the images of its ``train`` split alone, for
+pre-training (``ImageDataset.labelled`` False).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
-                                       _to_rgb)
+                                       _to_rgb, unlabelled)
 from lwfedssl_jax.errors import ConfigError
 
 
-def _tfds_split(builder, split: str,
-                size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one split: ([N, size, size, 3] uint8, [N] int32)."""
+def _tfds_split(builder, split: str, size: int,
+                labelled: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads one split: ([N, size, size, 3] uint8, [N] int32 or None)."""
     try:
         src = builder.as_data_source(split=split)
     except NotImplementedError as e:  # Prepared as TFRecord: needs TF.
@@ -25,7 +31,7 @@ def _tfds_split(builder, split: str,
             f'.download_and_prepare(). ({e})') from None
     n = len(src)
     images = np.empty((n, size, size, 3), np.uint8)
-    labels = np.empty((n,), np.int32)
+    labels = np.empty((n,), np.int32) if labelled else None
     chunk = 1024
     with tqdm(total=n, desc=f'{builder.name} {split}', unit='img',
               disable=n < _PROGRESS_MIN) as bar:
@@ -40,7 +46,8 @@ def _tfds_split(builder, split: str,
                     img = _to_rgb(Image.fromarray(
                         img[..., 0] if img.shape[-1] == 1 else img), size)
                 images[i] = img
-                labels[i] = ex['label']
+                if labelled:
+                    labels[i] = ex['label']
             bar.update(min(chunk, n - start))
     return images, labels
 
@@ -88,10 +95,16 @@ def _load_tfds(req: _Request) -> ImageDataset:
                                file_format='array_record')
         builder.download_and_prepare()
     features = builder.info.features
-    if 'image' not in features or 'label' not in features:
-        raise ValueError(f'tfds dataset {name!r} needs "image" and "label" '
-                         f'features; it has {sorted(features.keys())}.')
     splits = sorted(builder.info.splits.keys())
+    if 'image' not in features:
+        raise ValueError(f'tfds dataset {name!r} needs an "image" feature; it has '
+                         f'{sorted(features.keys())}.')
+    if 'label' not in features:   # pre-training images only
+        if 'train' not in splits:
+            raise ValueError(f"tfds dataset {name!r} has no 'train' split to pre-train "
+                             f'on; it has {splits}.')
+        return unlabelled(req.source, _tfds_split(
+            builder, 'train', req.image_size, labelled=False)[0])
     if not {'train', 'test'} <= set(splits):
         raise ValueError(f"tfds dataset {name!r} needs 'train' and 'test' "
                          f'splits; it has {splits}.')

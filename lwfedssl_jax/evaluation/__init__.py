@@ -1,13 +1,19 @@
-"""Frozen-encoder evaluators: weighted kNN monitor and linear probe.
+"""Evaluation: protocols on an encoder, and the frozen-feature evaluators.
 
-Every evaluator has the signature
-`fn(train_features, train_labels, test_features, test_labels, *, num_classes,
-**hyper_parameters) -> float` (top-1 accuracy in [0, 1]) and works on
-features produced by `extract_features`.
+`PROTOCOLS` (`protocols.py`) is what `eval.protocols` and `python -m
+lwfedssl_jax.evaluate --protocol` name: 'knn', 'linear_probe' and
+'finetune', each `fn(encoder, params, num_blocks, dataset, settings, seed)
+-> {metric: %}`.
+
+`EVALUATORS` are the two frozen-feature classifiers the first two protocols
+run, with the signature `fn(train_features, train_labels, test_features,
+test_labels, *, num_classes, **hyper_parameters) -> float` (top-1 accuracy
+in [0, 1]) on features produced by `extract_features`.
 """
 
 from lwfedssl_jax.evaluation import knn, linear_probe
 from lwfedssl_jax.evaluation.features import extract_features
+from lwfedssl_jax.evaluation.protocols import PROTOCOLS, run_protocols
 
 EVALUATORS = {
     'knn': knn.knn_accuracy,
@@ -27,4 +33,5 @@ def get(name: str):
     return EVALUATORS[name]
 
 
-__all__ = ['EVALUATORS', 'extract_features', 'get', 'knn', 'linear_probe']
+__all__ = ['EVALUATORS', 'PROTOCOLS', 'extract_features', 'get', 'knn', 'linear_probe',
+           'run_protocols']

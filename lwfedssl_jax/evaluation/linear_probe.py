@@ -61,6 +61,28 @@ def linear_probe_accuracy(train_features, train_labels, test_features,
     """
     train_x, train_y, test_x, test_y = check_labeled_features(
         train_features, train_labels, test_features, test_labels, num_classes)
+    preds = _predict(train_x, train_y, test_x, num_classes, epochs, batch_size,
+                     learning_rate, weight_decay, seed)
+    return float(np.mean(preds == test_y))
+
+
+def linear_probe_predict(train_features, train_labels, test_features, *,
+                         num_classes: int, epochs: int = 100, batch_size: int = 256,
+                         learning_rate: float = 1e-2, weight_decay: float = 1e-4,
+                         seed: int = 0) -> np.ndarray:
+    """The probe's `[M] int32` test predictions (see `linear_probe_accuracy`,
+    whose accuracy is the mean of these being right)."""
+    # No test labels here; all-zero stand-ins pass validation.
+    dummy = np.zeros(np.shape(test_features)[:1], np.int32)
+    train_x, train_y, test_x, _ = check_labeled_features(
+        train_features, train_labels, test_features, dummy, num_classes)
+    return _predict(train_x, train_y, test_x, num_classes, epochs, batch_size,
+                    learning_rate, weight_decay, seed)
+
+
+def _predict(train_x, train_y, test_x, num_classes, epochs, batch_size,
+             learning_rate, weight_decay, seed) -> np.ndarray:
+    """Checks the probe's hyper-parameters and fits it on validated arrays."""
     for name, value in (('epochs', epochs), ('batch_size', batch_size)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f'{name} must be a positive int, got {value!r}.')
@@ -76,7 +98,7 @@ def linear_probe_accuracy(train_features, train_labels, test_features,
         jax.random.key(seed), jnp.float32(learning_rate),
         jnp.float32(weight_decay), epochs=int(epochs),
         batch_size=int(batch_size), num_classes=int(num_classes))
-    return float(np.mean(np.asarray(preds) == test_y))
+    return np.asarray(preds)
 
 
 @functools.partial(jax.jit,

@@ -1,50 +1,69 @@
-"""Evaluates an encoder on the labeled splits: kNN monitor + linear probe.
+"""The evaluation that training runs at stage ends and at the end (and that
+`evaluate --workdir` repeats): `eval.protocols` on the evaluation datasets,
+as one flat dict of metrics (`summary.json`, `metrics.jsonl`, TensorBoard).
 
-Features are extracted once per evaluation (frozen encoder, no augmentation:
-`to_float` only) and shared by both evaluators.
+Key names: on the pre-training data (`eval.datasets` empty, the default)
+the protocols' own keys, `knn_top1`, `linear_probe_top1`, ...; on the
+datasets of `eval.datasets`, the same keys prefixed by each source's short
+name (`protocols.short_name`): `cifar100/knn_top1`, `caltech101/
+finetune_mean_per_class`, ...
 """
 
-import functools
+from typing import Callable
 
-import jax
-
-from lwfedssl_jax.data.augment import to_float
-from lwfedssl_jax.evaluation.features import extract_features
-from lwfedssl_jax.evaluation.knn import knn_accuracy
-from lwfedssl_jax.evaluation.linear_probe import linear_probe_accuracy
+from lwfedssl_jax.errors import ConfigError
+from lwfedssl_jax.evaluation.protocols import check_labelled, run_protocols, short_name
 from lwfedssl_jax.models.backbone import Backbone
 
 
-@functools.lru_cache(maxsize=None)
-def _feature_fn(encoder: Backbone, num_blocks: int):
-    # One compiled function per (encoder, depth); params are an argument so
-    # new weights never trigger a recompile.
-    return jax.jit(lambda params, images: encoder.features(
-        params, to_float(images), num_blocks))
+def eval_datasets(sources, pretraining, load: Callable) -> dict:
+    """The datasets to evaluate on, keyed by their metric-key prefix.
+
+    Args:
+      sources: `eval.datasets` (source strings); empty = the pre-training data.
+      pretraining: the pre-training `ImageDataset` (labelled when used).
+      load: `load(source) -> ImageDataset`.
+
+    Returns:
+      `{'': pretraining}` or `{short_name(source): dataset}` in `sources` order.
+
+    Raises:
+      ConfigError: a dataset without labels, or two sources with one short name.
+    """
+    if not sources:
+        check_labelled(pretraining, 'eval.datasets')
+        return {'': pretraining}
+    names = [short_name(s) for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError('eval.datasets', tuple(sources), f'two sources share a short '
+                          f'name ({names}), so their metric keys would collide.')
+    out = {}
+    for name, source in zip(names, sources):
+        out[name] = load(source)
+        check_labelled(out[name], 'eval.datasets')
+    return out
 
 
-def evaluate_encoder(encoder: Backbone, params: dict, num_blocks: int,
-                     dataset, *, batch_size: int, knn_k: int,
-                     knn_temperature: float, probe_epochs: int, probe_lr: float,
-                     probe_batch_size: int, probe_weight_decay: float,
-                     seed: int) -> dict:
-    """kNN and linear-probe top-1 accuracy (in %) of the first `num_blocks`.
+def evaluate_encoder(encoder: Backbone, params: dict, num_blocks: int, datasets: dict, *,
+                     protocols, settings, seed: int) -> dict:
+    """Metrics (in %) of the first `num_blocks` blocks under each protocol.
 
     Args:
       encoder: the backbone.
       params: encoder parts (at least `encoder.encoder_parts(num_blocks)`).
-      dataset: an `ImageDataset` with train/test images `[N, H, W, 3]` uint8.
+      num_blocks: blocks to evaluate.
+      datasets: `eval_datasets(...)`: `{prefix: ImageDataset}` with
+        train/test images `[N, H, W, 3]` uint8 and labels.
+      protocols: names in `protocols.PROTOCOLS`.
+      settings: the `config.eval` block (dict).
+      seed: the protocols' seed.
+
+    Returns:
+      `{key: value}`, keys prefixed `<prefix>/` for a non-empty prefix.
     """
-    fn = _feature_fn(encoder, num_blocks)
-    feats = lambda images: extract_features(
-        lambda x: fn(params, x), images, batch_size=batch_size)
-    train, test = feats(dataset.train_images), feats(dataset.test_images)
-    knn = knn_accuracy(train, dataset.train_labels, test, dataset.test_labels,
-                       num_classes=dataset.num_classes, k=knn_k,
-                       temperature=knn_temperature)
-    probe = linear_probe_accuracy(
-        train, dataset.train_labels, test, dataset.test_labels,
-        num_classes=dataset.num_classes, epochs=probe_epochs,
-        batch_size=probe_batch_size, learning_rate=probe_lr,
-        weight_decay=probe_weight_decay, seed=seed)
-    return {'knn_top1': 100.0 * knn, 'linear_probe_top1': 100.0 * probe}
+    out = {}
+    for prefix, dataset in datasets.items():
+        result = run_protocols(protocols, encoder, params, num_blocks, dataset, settings,
+                               seed)
+        out.update({f'{prefix}/{k}' if prefix else k: v for k, v in result.items()})
+    return out

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import time
@@ -253,15 +252,6 @@ def test_bad_sources(source, match):
 def test_bad_image_size():
     with pytest.raises(ValueError, match=r'model.image_size=.*must be a positive int'):
         load_dataset('synthetic', image_size=0)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError('network access attempted')
-
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
 
 
 def test_tfds_not_prepared_fails_fast(tmp_path, no_network):
