@@ -24,8 +24,12 @@ where <m> is `fedmocov3` (end-to-end), `lw` or `prog`.
 
 Args (`:key=value,...`): row; scale = quickstart (digits, CPU minutes) |
 paper (ViT-Tiny 32 px CIFAR/COCO settings; Table 13: configs/medmnist.py) |
-smoke (tiny, for tests); path: the MedMNIST .npz of Table 13 at paper
-scale.
+smoke (tiny, for tests) | cpu (`configs/table2.py`'s cpu scale, i.e.
+configs/cifar10_cpu.py; its 100-client rows use batch 32, the ~100 images
+of a client holding 3 batches; Table 13: configs/medmnist.py at cpu scale);
+path: the MedMNIST .npz of Table 13 at paper or cpu scale, or the image
+folder of the other rows at cpu scale (default configs/table2.py CPU_PATH);
+seed.
 
 Values the paper does not give (ours, documented): depth dropout rate 0.3
 (inferred from Table 6's FLOPs, spec §6), PA mu 0.01, RA mu 1 and tau 0.5
@@ -35,7 +39,7 @@ local epochs over 64 rounds (16 per stage): with 2 epochs over 32 rounds the
 layer-wise kNN stayed below the random encoder's (56.9 vs 64.7).
 """
 
-from configs import cifar10_vit_tiny, common, medmnist, quickstart
+from configs import cifar10_vit_tiny, common, medmnist, quickstart, table2
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 
 MODES = {'fedmocov3': 'e2e', 'lw': 'layerwise', 'prog': 'progressive'}
@@ -66,28 +70,35 @@ def _rows() -> dict:
 
 
 ROWS = _rows()
+# As in configs/table2.py: 'cpu' reads files, so it stays out of SCALES.
+ALL_SCALES = SCALES + ('cpu',)
+CPU_CLIENT_BATCH = 32   # cpu scale, 100 clients of ~100 images each
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, row='lw', scale='quickstart', path='')
+    a = common.parse_arg(arg, row='lw', scale='quickstart', path='', seed=0)
     if a.row not in ROWS:
         raise ConfigError(':row', a.row, f'unknown; choices: {sorted(ROWS)}.'
                           + did_you_mean(a.row, ROWS))
-    if a.scale not in SCALES:
-        raise ConfigError(':scale', a.scale, f'unknown; choices: {SCALES}.')
+    if a.scale not in ALL_SCALES:
+        raise ConfigError(':scale', a.scale, f'unknown; choices: {ALL_SCALES}.')
     mode, fl, extra = ROWS[a.row]
     smoke = a.scale == 'smoke'
-    if 'beta' in extra and a.scale == 'paper':
+    if 'beta' in extra and a.scale in ('paper', 'cpu'):
         if not a.path:
-            raise ConfigError(':path', a.path, 'Table 13 at paper scale reads MedMNIST: '
-                              'give the .npz, e.g. :path=data/bloodmnist_64.npz.')
-        c = medmnist.get_config(f'path={a.path},mode={mode},beta={extra["beta"]}')
+            raise ConfigError(':path', a.path, f'Table 13 at {a.scale} scale reads '
+                              'MedMNIST: give the .npz, e.g. :path=data/bloodmnist_64.npz.')
+        c = medmnist.get_config(f'path={a.path},mode={mode},beta={extra["beta"]},'
+                                f'scale={a.scale},seed={a.seed}')
     elif a.scale == 'paper':
         c = cifar10_vit_tiny.get_config(f'mode={mode}')
+    elif a.scale == 'cpu':
+        c = table2.cpu_config('mocov3', mode, a.path or table2.CPU_PATH, a.seed)
     else:
         c = quickstart.get_config(f'mode={mode},smoke={smoke}')
     c.unlock()
-    if 'beta' in extra and a.scale != 'paper':
+    c.seed = a.seed
+    if 'beta' in extra and a.scale not in ('paper', 'cpu'):
         c.data.partition, c.data.dirichlet_alpha = 'dirichlet', extra['beta']
         if not smoke:
             c.fl.batch_size = 32   # beta 0.5 leaves some digits clients small
@@ -95,6 +106,8 @@ def get_config(arg=None):
         c.fl.num_clients = c.fl.clients_per_round = extra['clients']
         if a.scale == 'quickstart':
             c.fl.batch_size, c.fl.local_epochs, c.fl.total_rounds = 8, 8, 64
+        elif a.scale == 'cpu':
+            c.fl.batch_size = CPU_CLIENT_BATCH
         elif smoke:   # 100 clients of 8 synthetic images
             c.data.synthetic_train, c.fl.batch_size = 800, 4
     for key, value in fl.items():
