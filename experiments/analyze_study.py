@@ -8,10 +8,8 @@ Reads the rows `python -m experiments.run_study` trained under the workdir
 """
 
 import argparse
-import sys
 
-from experiments.studylib import analysis, registry
-from lwfedssl_jax.errors import UserError
+from experiments.studylib import run_command, analysis, registry
 
 
 def main(argv=None) -> dict:
@@ -28,8 +26,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -14,9 +14,8 @@ Studies: experiments/studylib/registry.py; scales: smoke | cpu | paper
 """
 
 import argparse
-import sys
 
-from experiments.studylib import registry, runner
+from experiments.studylib import run_command, registry, runner
 from lwfedssl_jax import platform
 from lwfedssl_jax.errors import UserError
 
@@ -57,8 +56,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

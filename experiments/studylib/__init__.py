@@ -7,3 +7,17 @@ beside ours. The commands are `python -m experiments.run_study` and
 `python -m experiments.analyze_study` (experiments/README.md, "Paper
 studies").
 """
+
+import sys
+
+from lwfedssl_jax.errors import UserError
+
+
+def run_command(main) -> None:
+    """Runs a study command's `main()`; a user's mistake (`UserError`) is one
+    line on stderr and exit status 2, not a traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
