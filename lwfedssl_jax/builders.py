@@ -138,6 +138,17 @@ def build(config: ml_collections.ConfigDict) -> Setup:
                  server_update, rep, uses_public)
 
 
+def load_source(config: ml_collections.ConfigDict, source: str):
+    """Source `source` (data.source syntax) at `model.image_size`, read with
+    the run's `data.*` settings: the pre-training data and every evaluation
+    dataset are loaded by this one call."""
+    d = config.data
+    return sources.load_dataset(
+        source, image_size=config.model.image_size, data_dir=d.data_dir,
+        download=d.download, cache_dir=d.cache_dir,
+        synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
+
+
 def load_data(config: ml_collections.ConfigDict):
     """The pre-training dataset (labelled or not: `ImageDataset.labelled`),
     its federated training split and the server's public set (see
@@ -153,10 +164,7 @@ def load_data(config: ml_collections.ConfigDict):
       uint8 (P may be 0).
     """
     d = config.data
-    dataset = sources.load_dataset(
-        d.source, image_size=config.model.image_size, data_dir=d.data_dir,
-        download=d.download, cache_dir=d.cache_dir,
-        synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
+    dataset = load_source(config, d.source)
     check_labels_available(config, dataset)
     images, labels = dataset.train_images, dataset.train_labels
     if labels is None:   # pre-training only: no class to partition by

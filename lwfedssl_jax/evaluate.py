@@ -42,7 +42,7 @@ import zipfile
 import ml_collections
 from absl import flags
 
-from lwfedssl_jax import cli, export, platform, run_dir, train, validation
+from lwfedssl_jax import builders, cli, export, platform, run_dir, validation
 from lwfedssl_jax.data import sources
 from lwfedssl_jax.errors import ConfigError, UserError, did_you_mean
 from lwfedssl_jax.evaluation.protocols import PROTOCOLS, run_protocols, short_name
@@ -201,7 +201,7 @@ def evaluate(workdir=None, step=None, encoder=None, protocols=None, datasets=(),
     settings = config.eval.to_dict()
     results = {}
     for source in datasets:
-        dataset = train.load_eval_dataset(config, source)
+        dataset = builders.load_source(config, source)
         metrics = run_protocols(names, backbone, params, num_blocks, dataset, settings, seed)
         results[source] = {**metrics, 'train_examples': len(dataset.train_images),
                            'test_examples': len(dataset.test_images)}

@@ -32,7 +32,7 @@ from lwfedssl_jax import (builders, distributed, plots, public_set, sharding, su
 from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
-from lwfedssl_jax.data import partition_report, sources
+from lwfedssl_jax.data import partition_report
 from lwfedssl_jax.data.federated import FederatedData
 from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation import monitor
@@ -52,24 +52,13 @@ def eval_kwargs(config) -> dict:
                 seed=config.seed)
 
 
-def load_eval_dataset(config, source: str):
-    """Evaluation source `source` at `model.image_size`, read as the
-    pre-training data is (`data.data_dir`, ...; the pre-training source
-    itself gives the very dataset `builders.load_data` does)."""
-    d = config.data
-    return sources.load_dataset(
-        source, image_size=config.model.image_size, data_dir=d.data_dir,
-        download=d.download, cache_dir=d.cache_dir,
-        synthetic_sizes=(d.synthetic_train, d.synthetic_test), seed=config.seed)
-
-
 def eval_datasets(config, dataset) -> dict:
     """The stage-end and final evaluations' datasets (`monitor.eval_datasets`):
     `{'': dataset}` (the pre-training data) when `eval.datasets` is empty,
     else each source loaded at `model.image_size` under its short name."""
     return monitor.eval_datasets(
         tuple(config.eval.datasets), dataset,
-        lambda s: dataset if s == config.data.source else load_eval_dataset(config, s))
+        lambda s: dataset if s == config.data.source else builders.load_source(config, s))
 
 
 def round_clients(config, stage: int, round_index: int, num_clients: int):

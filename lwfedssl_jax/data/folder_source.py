@@ -96,8 +96,10 @@ def folder_path_problem(arg: str) -> str | None:
 
 def _has_class_dirs(root: Path) -> bool:
     """Whether `root` holds class folders (and no train/ nor test/)."""
-    return root.is_dir() and any(
-        e.is_dir() and not e.name.startswith('.') for e in os.scandir(root))
+    if not root.is_dir():
+        return False
+    with os.scandir(root) as entries:
+        return any(e.is_dir() and not e.name.startswith('.') for e in entries)
 
 
 def split_per_class(classes: dict[str, list[Path]]) -> dict[str, dict[str, list[Path]]]:
