@@ -47,6 +47,7 @@ from lwfedssl_jax.data import sources
 from lwfedssl_jax.errors import ConfigError, UserError, did_you_mean
 from lwfedssl_jax.evaluation.protocols import PROTOCOLS, run_protocols, short_name
 from lwfedssl_jax.utils import rng
+from lwfedssl_jax.utils.overrides import typed_like
 from lwfedssl_jax.utils.tree import flatten_dict
 
 # `--set` reaches these besides every `eval.` key: where datasets come from.
@@ -119,21 +120,10 @@ def _apply_sets(config, assignments: dict) -> ml_collections.ConfigDict:
             raise ConfigError('--set', f'{key}={text}', 'unknown key.'
                               + did_you_mean(key, known), 'every key and its default is '
                               'in configs/common.py.')
-        current = flat[key]
         try:
-            if isinstance(current, bool):
-                if text.lower() not in ('true', 'false', '1', '0'):
-                    raise ValueError
-                value = text.lower() in ('true', '1')
-            elif isinstance(current, (int, float)):
-                value = type(current)(text)
-            elif isinstance(current, (tuple, list)):
-                value = tuple(t.strip() for t in text.split(',') if t.strip())
-            else:
-                value = None if text == 'None' else text
-        except ValueError:
-            raise ConfigError('--set', f'{key}={text}', f'expects a '
-                              f'{type(current).__name__}.') from None
+            value = typed_like(text, flat[key])
+        except ValueError as e:
+            raise ConfigError('--set', f'{key}={text}', f'{e}.') from None
         *groups, name = key.split('.')
         node = tree
         for group in groups:

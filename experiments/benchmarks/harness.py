@@ -6,7 +6,6 @@ Importing this module imports JAX and our package, never torch; the peer's
 pieces (`peer_spec`) import `torch_peer` lazily.
 """
 
-import ast
 import contextlib
 import os
 import sys
@@ -24,6 +23,7 @@ from lwfedssl_jax import builders  # noqa: E402
 from lwfedssl_jax.data import augment  # noqa: E402
 from lwfedssl_jax.federated import client as client_lib  # noqa: E402
 from lwfedssl_jax.federated.algorithms.base import StepContext  # noqa: E402
+from lwfedssl_jax.utils.overrides import set_override  # noqa: E402
 from lwfedssl_jax.utils.tree import select  # noqa: E402
 
 # (row label, short name, config builder taking a ':key=value' string).
@@ -41,23 +41,17 @@ def model_config(short: str, mode: str, sets: tuple = ()):
 
 
 def apply_overrides(config, sets) -> None:
-    """Applies `key.sub=value` strings (value a Python literal, else a
-    string) to `config`; an unknown key raises, naming it."""
+    """Applies `key.sub=value` strings to `config`, each value typed like the
+    key's current one (`lwfedssl_jax.utils.overrides`); an unknown key raises,
+    naming it."""
     for item in sets:
         key, sep, raw = item.partition('=')
         if not sep:
             raise ValueError(f'--set expects key=value, got {item!r}.')
         try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        *path, leaf = key.split('.')
-        node = config
-        for name in path:
-            node = node[name]
-        if leaf not in node:
-            raise KeyError(f'--set {key}: no such config key (keys here: {sorted(node)}).')
-        node[leaf] = value
+            set_override(config, key, raw)
+        except KeyError as e:
+            raise KeyError(f'--set {key}: {e.args[0]}.') from None
 
 
 class ClientStep(NamedTuple):

@@ -10,7 +10,6 @@ rows. `<workdir>/<study>.manifest.json` records the scale and each row's
 config string for the analysis.
 """
 
-import ast
 import importlib
 import json
 import os
@@ -22,6 +21,7 @@ from experiments.studylib.spec import RUN_OVERRIDES, Row, Study, check_scale
 from lwfedssl_jax import train, validation
 from lwfedssl_jax.checkpoints import check_resume_config
 from lwfedssl_jax.errors import UserError
+from lwfedssl_jax.utils.overrides import set_override
 
 DATA_DIR = '{data_dir}'   # placeholder in row configs: the --data-dir
 
@@ -43,36 +43,13 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 
 def apply_sets(config: ml_collections.ConfigDict, sets) -> None:
-    """Applies `('a.b', value)` pairs; a string value is parsed to the type of
-    the key's current value (as `--config.a.b=value` would be)."""
+    """Applies `('a.b', value)` pairs; a string value is typed like the key's
+    current value (`lwfedssl_jax.utils.overrides`)."""
     for key, value in sets:
-        *parents, leaf = key.split('.')
-        node = config
-        for p in parents:
-            if p not in node:
-                raise UserError(f'--set {key}: no key {p!r} in the config.')
-            node = node[p]
-        if leaf not in node:
-            raise UserError(f'--set {key}: no such key in the config.')
-        current = node[leaf]
-        if isinstance(value, str) and not isinstance(current, str):
-            value = _parse(key, value, current)
-        node[leaf] = value
-
-
-def _parse(key: str, text: str, current):
-    if isinstance(current, bool):
-        if text.lower() not in ('true', 'false', '1', '0'):
-            raise UserError(f'--set {key}={text}: expects true or false.')
-        return text.lower() in ('true', '1')
-    if isinstance(current, (int, float)):
         try:
-            return type(current)(text)
-        except ValueError:
-            raise UserError(f'--set {key}={text}: expects {type(current).__name__}.') from None
-    if isinstance(current, (tuple, list)):
-        return tuple(ast.literal_eval(text)) if text else ()
-    return text   # None placeholders (data.data_dir, ...) take strings
+            set_override(config, key, value)
+        except (KeyError, ValueError) as e:
+            raise UserError(f'--set {key}={value}: {str(e).strip(chr(39))}.') from None
 
 
 def row_spec(row: Row, scale: str, config_args: str = '', data_dir: str | None = None) -> str:
