@@ -320,15 +320,36 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     progress = RoundProgress(spec.index, len(setup.plan), first, spec.rounds,
                              config.log.progress)
     pending = None   # a mid-stage checkpoint, saved once the next round is dispatched
-    for r in range(first, spec.rounds):
-        t0 = time.time()
+
+    def launch(r, round_state, rounds_done):
+        # Dispatches round r (asynchronous): its participants, reporters and
+        # key are drawn from the seed, so they need nothing from round r - 1.
         selected = round_clients(config, spec.index, r, fed.num_clients)
         reported = round_reports(config, spec.index, r)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
-        round_state, uploads, metrics = fns.round_fn(
+        return selected, reported, fns.round_fn(
             frozen, round_state, fed.images, fed.sizes, selected, reported,
-            np.int32(global_round), np.int32(r), key, public)
-        if pending is not None:   # orbax's synchronous part overlaps this round
+            np.int32(rounds_done), np.int32(r), key, public)
+
+    t_last = time.time()   # the stage's first round time includes its compilation
+    launched = launch(first, round_state, global_round)
+    for r in range(first, spec.rounds):
+        selected, reported, (round_state, uploads, metrics) = launched
+        # Resources are counted on the shapes of what really travelled; the
+        # uploads' values are not needed, so their buffers go now.
+        one_upload = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
+        del uploads
+        launched = None   # nothing left holding round r's upload buffers
+        # Round r + 1 is queued on the devices before round r's results are
+        # read (which waits for them): the host's per-round work below
+        # (metrics, tally, logs, the checkpoint's synchronous part) then
+        # overlaps round r + 1 instead of leaving the devices idle. The
+        # results are those of the one-round-at-a-time loop: round r + 1's
+        # inputs are round r's state and values drawn from the seed.
+        if r + 1 < spec.rounds:
+            launched = launch(r + 1, round_state, global_round + 1)
+        if pending is not None:   # orbax's synchronous part overlaps the rounds
             _save(ckpt, pending, fed)
             pending = None
         losses, steps = np.asarray(metrics['loss']), np.asarray(metrics['steps'])
@@ -342,14 +363,14 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
                 f'{global_round}), clients {ids[~np.isfinite(losses)].tolist()}; '
                 'lower optim.base_lr or check the data. The last good checkpoint '
                 'is kept.')
-        # Resources counted on the pytrees that really travelled this round.
-        one_upload = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), uploads)
         catch_up, held = comm.catch_up(held, ids, part_bytes)
         dropped = comm.dropped_block_bytes(np.asarray(metrics['keep']), spec, params)
         used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up, dropped)
         global_round += 1
-        loss, round_time = float(np.average(losses, weights=sizes[ids])), time.time() - t0
+        loss = float(np.average(losses, weights=sizes[ids]))
+        # Rounds overlap the host's work, so a round's time is the interval
+        # between two rounds' results (the stage's first: since its dispatch).
+        round_time, t_last = time.time() - t_last, time.time()
         divergence = float(metrics['divergence'])
         cumulative = tally.summary()
         writer.log(kind='round', step=global_round, stage=spec.index, round=r,

@@ -8,14 +8,17 @@ Runs `train.run` on the quickstart config (`configs/quickstart.py`, digits,
 (`checkpoint.every_rounds`; the quickstart ships 1; 0 = no checkpoints), and
 times, per round:
 
-* round: the jitted round function, from its call until its outputs are
-  ready (a helper thread waits on them, with a 0.5 ms interpreter switch
-  interval, so the loop runs as it does unwrapped);
+* round: the jitted round function's computation, from the later of its
+  call and the previous round's outputs being ready (the loop dispatches
+  round r + 1 before it reads round r's results, so a call can precede the
+  previous round's end) until its outputs are ready (a helper thread waits
+  on them, with a 0.5 ms interpreter switch interval, so the loop runs as it
+  does unwrapped);
 * host: from the outputs of round r being ready to the call of round r + 1
-  within a stage: the time no round is computing. Host work that runs while
-  a round computes (the loop's dispatch is asynchronous) is not in it, but
-  on this 2-core machine it slows the round it overlaps, which the round
-  column shows.
+  within a stage, or 0 when round r + 1 was already queued: the time no
+  round is computing. Host work that runs while a round computes is not in
+  it, but on this 2-core machine it slows the round it overlaps, which the
+  round column shows.
 
 The first round of each stage (it compiles) and the stage ends (evaluation,
 stage-end checkpoint) are left out. The host time is also split by the
@@ -112,7 +115,9 @@ def measure(rounds: int, mode: str, every_rounds: int) -> dict:
         (stage, start, end), (next_stage, next_start, _) = calls[i], calls[i + 1]
         first_of_stage = i == 0 or calls[i - 1][0] != stage
         if next_stage == stage and not first_of_stage:
-            rows.append((i, stage, end - start, next_start - end, (end, next_start),
+            start = max(start, calls[i - 1][2])   # queued behind round i - 1
+            host_end = max(next_start, end)       # round i + 1 queued: no gap
+            rows.append((i, stage, end - start, host_end - end, (end, host_end),
                          (start, end)))
     breakdown, overlapped = {}, {}
     for name, events in spent.items():   # each piece's time, by where it ended
