@@ -27,7 +27,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from lwfedssl_jax import builders, cli, platform, public_set, train, validation
+from lwfedssl_jax import (builders, cli, platform, public_set, round_draws, run_state,
+                          validation)
 from lwfedssl_jax.accounting import comm
 from lwfedssl_jax.accounting.tally import ResourceTally
 from lwfedssl_jax.errors import ConfigError
@@ -73,7 +74,7 @@ def predict(config, sizes=None) -> dict:
     previous, rows, per_round = None, [], []
     tally, held = ResourceTally(), [0] * len(sizes)
     for spec in setup.plan:
-        params = train.abstract_params(setup, config, spec.index)
+        params = run_state.abstract_params(setup, config, spec.index)
         fns = builders.build_stage(setup, spec, config, len(sizes), n_max)
         state = jax.eval_shape(lambda p: builders.init_round_state(
             setup, fns, spec, p, len(sizes)), params)
@@ -89,11 +90,11 @@ def predict(config, sizes=None) -> dict:
                                   uploads)
         part_bytes = [num_bytes(frozen[p]) for p in spec.frozen]   # prefix order
         for r in range(spec.rounds):
-            ids = np.asarray(train.round_clients(config, spec.index, r, len(sizes)))
+            ids = np.asarray(round_draws.round_clients(config, spec.index, r, len(sizes)))
             steps = [num_local_steps(int(n), fl.batch_size, fl.local_epochs)
                      for n in sizes[ids]]
             catch_up, held = comm.catch_up(held, ids, part_bytes)
-            dropped = (comm.dropped_block_bytes(train.round_keeps(config, spec, r, ids),
+            dropped = (comm.dropped_block_bytes(round_draws.round_keeps(config, spec, r, ids),
                                                 spec, params)
                        if fl.depth_dropout else 0)
             used = tally.add_round(frozen, sent, one_upload, row, steps, catch_up, dropped)

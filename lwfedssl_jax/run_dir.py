@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from lwfedssl_jax import builders, train, validation
+from lwfedssl_jax import builders, run_state, validation
 from lwfedssl_jax.checkpoints import ADDED_KEYS, RunCheckpoints
 from lwfedssl_jax.errors import ConfigError, RunDirError
 
@@ -60,7 +60,7 @@ def restore(workdir: str, step: int | None = None):
                               read_only=True)
     finally:
         logging.set_verbosity(verbosity)
-    abstract = lambda meta: train.abstract_params(setup, config, meta['stage'])
+    abstract = lambda meta: run_state.abstract_params(setup, config, meta['stage'])
     try:
         if step is None:
             found = ckpt.restore_latest(abstract)

@@ -1,4 +1,4 @@
-"""The training loop: the only module that reads the root config.
+"""The training loop.
 
     for stage in plan:                       # stages.py: e2e / layerwise / progressive
         server initialises the stage's new parts
@@ -6,9 +6,12 @@
         the stage's round state: server params, server optimiser, algorithm
             extras, every client's persistent state [N, ...]
         for round in stage:
-            sample clients -> round_fn(frozen, round_state, ...) -> aggregate
+            draw clients (round_draws.py) -> round_fn(frozen, round_state, ...)
+                -> aggregate; round r + 1 is dispatched before round r's
+                results are read, so the host's work overlaps a round
             log loss and cumulative resources (bytes down/up, FLOPs)
-        evaluate (kNN + linear probe) at the stage end
+            checkpoint every `checkpoint.every_rounds` (run_state.py)
+        evaluate (`eval.protocols`) at the stage end
     final evaluation (+ random-encoder baseline), summary.json
 
 Outputs in `workdir`: `config.json`, `metrics.jsonl` (one line per round and
@@ -16,29 +19,20 @@ per evaluation), `summary.json`, `partition.json` (the client split),
 `plots/*.png` (`plots.py`) and `tensorboard/` (`summaries.py`).
 """
 
-import dataclasses
-import json
 import os
 import time
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lwfedssl_jax import (builders, distributed, plots, public_set, sharding, summaries,
-                          validation)
+from lwfedssl_jax import (builders, distributed, plots, public_set, round_draws, run_state,
+                          sharding, summaries, validation)
 from lwfedssl_jax.accounting import comm
-from lwfedssl_jax.accounting.tally import ResourceTally
-from lwfedssl_jax.checkpoints import RunCheckpoints, check_resume_config
 from lwfedssl_jax.data import partition_report
 from lwfedssl_jax.data.federated import FederatedData
-from lwfedssl_jax.errors import RunDirError
 from lwfedssl_jax.evaluation import monitor
 from lwfedssl_jax.evaluation.monitor import evaluate_encoder
-from lwfedssl_jax.federated.client import depth_dropout_keep
-from lwfedssl_jax.federated.sampling import sample_clients, sample_reports
 from lwfedssl_jax.progress import RoundProgress
 from lwfedssl_jax.utils import rng
 from lwfedssl_jax.utils.tree import num_bytes, select
@@ -59,28 +53,6 @@ def eval_datasets(config, dataset) -> dict:
     return monitor.eval_datasets(
         tuple(config.eval.datasets), dataset,
         lambda s: dataset if s == config.data.source else builders.load_source(config, s))
-
-
-def round_clients(config, stage: int, round_index: int, num_clients: int):
-    """Participating client ids `[K]` of a round (deterministic from the seed)."""
-    return sample_clients(rng.fold(rng.stream(config.seed, rng.SAMPLING), stage,
-                                   round_index),
-                          num_clients, config.fl.clients_per_round)
-
-
-def round_keeps(config, spec, round_index: int, selected) -> np.ndarray:
-    """`[K, num_blocks]` bool: the blocks each participant runs (depth
-    dropout), redrawn exactly as the round function's clients draw them."""
-    key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, round_index)
-    return np.asarray(jax.vmap(lambda c: depth_dropout_keep(
-        jax.random.fold_in(key, c), spec, config.fl.depth_dropout))(jnp.asarray(selected)))
-
-
-def round_reports(config, stage: int, round_index: int):
-    """`[K]` bool: which participants of a round report back (`fl.dropout`)."""
-    return sample_reports(rng.fold(rng.stream(config.seed, rng.DROPOUT), stage,
-                                   round_index),
-                          config.fl.clients_per_round, config.fl.dropout)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -115,12 +87,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     mesh = sharding.make_client_mesh(config.fl.mesh_devices)
     fed = fed._replace(images=sharding.put_replicated(fed.images, mesh),
                        sizes=sharding.put_replicated(fed.sizes, mesh))
-    ckpt = _open_checkpoints(config, setup, workdir)
+    ckpt = run_state.open_checkpoints(config, setup, workdir)
     primary = distributed.is_primary()
     writer = None
     try:
         public = public_set.public_reference(setup, config, public_images)
-        state = _restore_or_start(setup, config, workdir, ckpt, fed, mesh)
+        state = run_state.restore_or_start(setup, config, workdir, ckpt, fed, mesh)
         writer = (RunWriter(workdir, resume_step=state.global_round) if primary
                   else DiscardWriter())
         writer.write_json('config.json', config.to_dict())
@@ -192,86 +164,6 @@ def _train(setup, config, dataset, fed, public, state, writer, ckpt, on_stage_en
     return summary, params
 
 
-class RunState(NamedTuple):
-    """Where a run stands: the resumable state a checkpoint holds."""
-    params: dict          # the server's present parts
-    round_state: object   # the stage's RoundState mid-stage; None between stages
-    stage: int            # current stage index
-    next_round: int       # next round within `stage` (== rounds: stage done)
-    global_round: int     # completed rounds so far (= checkpoint step)
-    tally: ResourceTally
-    stage_rows: list      # rows of completed stages
-    held: tuple = ()      # [N] frozen-prefix parts each client holds (catch-up)
-
-
-def _open_checkpoints(config, setup, workdir):
-    if not config.checkpoint.enabled:
-        return None
-    ends = np.cumsum([s.rounds for s in setup.plan]).tolist()
-    ckpt = RunCheckpoints(workdir, keep=config.checkpoint.keep, stage_end_steps=ends)
-    saved = os.path.join(workdir, 'config.json')
-    if ckpt.all_steps() and os.path.exists(saved):
-        with open(saved) as f:
-            check_resume_config(json.load(f), json.loads(config.to_json()),
-                                config.checkpoint.allow_safe_changes)
-    return ckpt
-
-
-def abstract_params(setup, config, stage: int) -> dict:
-    """Parameter shapes of the server state during `stage`."""
-    params = {}
-    for spec in setup.plan[:stage + 1]:
-        params = jax.eval_shape(
-            lambda p, s=spec: builders.init_new_parts(setup, p, s, config.seed), params)
-    return params
-
-
-def abstract_round_state(setup, config, stage: int, fed):
-    """Shapes of the round state during `stage` (see `federated/round.py`)."""
-    spec = setup.plan[stage]
-    fns = builders.build_stage(setup, spec, config, fed.num_clients, fed.max_examples)
-    return jax.eval_shape(
-        lambda p: builders.init_round_state(setup, fns, spec, p, fed.num_clients),
-        abstract_params(setup, config, stage))
-
-
-def _restore_or_start(setup, config, workdir, ckpt, fed, mesh) -> RunState:
-    """The latest readable checkpoint's state, or a fresh start."""
-    metrics = os.path.join(workdir, 'metrics.jsonl')
-    primary = distributed.is_primary()   # the one process that writes files
-    restored = None if ckpt is None else ckpt.restore_latest(
-        lambda meta: sharding.abstract_replicated(
-            abstract_params(setup, config, meta['stage']), mesh),
-        lambda meta: sharding.abstract_replicated(
-            abstract_round_state(setup, config, meta['stage'], fed), mesh))
-    if restored is None:
-        if primary and os.path.exists(metrics):
-            os.remove(metrics)   # a fresh start: stale lines would mislead
-        return RunState({}, None, 0, 0, 0, ResourceTally(), [], (0,) * fed.num_clients)
-    step, params, round_state, meta = restored
-    if meta['client_sizes'] != np.asarray(fed.sizes).tolist():
-        raise RunDirError(f'Cannot resume in {workdir}: the client partition differs '
-                          "from the checkpoint's (data or partition settings changed); "
-                          'use a new --workdir.')
-    stage, next_round = meta['stage'], meta['next_round']
-    if next_round == setup.plan[stage].rounds:        # a stage-end checkpoint
-        stage, next_round, round_state = stage + 1, 0, None
-    if primary:
-        RunWriter.truncate_metrics(metrics, step)     # drop lines past the checkpoint
-    return RunState(params, round_state, stage, next_round, step,
-                    ResourceTally(**meta['tally']), meta['stage_rows'],
-                    # Checkpoints written before catch-up was counted lack it.
-                    tuple(meta.get('held', (0,) * fed.num_clients)))
-
-
-def _save(ckpt, state: RunState, fed) -> None:
-    ckpt.save(state.global_round, state.params, state.round_state, {
-        'stage': state.stage, 'next_round': state.next_round,
-        'global_round': state.global_round, 'tally': dataclasses.asdict(state.tally),
-        'stage_rows': state.stage_rows, 'held': list(state.held),
-        'client_sizes': np.asarray(fed.sizes).tolist()})
-
-
 def format_resources(summary: dict) -> str:
     """The run's resource rows, in the paper's units."""
     r = summary['resources']
@@ -289,8 +181,8 @@ def format_resources(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
-               writer, evals, ckpt, mesh) -> RunState:
+def _run_stage(setup, spec, config, state: run_state.RunState, fed: FederatedData, public,
+               writer, evals, ckpt, mesh) -> run_state.RunState:
     """Runs the remaining rounds of one stage; returns the state after it."""
     first = state.next_round
     params, tally, global_round = state.params, state.tally, state.global_round
@@ -324,8 +216,8 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
     def launch(r, round_state, rounds_done):
         # Dispatches round r (asynchronous): its participants, reporters and
         # key are drawn from the seed, so they need nothing from round r - 1.
-        selected = round_clients(config, spec.index, r, fed.num_clients)
-        reported = round_reports(config, spec.index, r)
+        selected = round_draws.round_clients(config, spec.index, r, fed.num_clients)
+        reported = round_draws.round_reports(config, spec.index, r)
         key = rng.fold(rng.stream(config.seed, rng.TRAIN), spec.index, r)
         return selected, reported, fns.round_fn(
             frozen, round_state, fed.images, fed.sizes, selected, reported,
@@ -350,7 +242,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         if r + 1 < spec.rounds:
             launched = launch(r + 1, round_state, global_round + 1)
         if pending is not None:   # orbax's synchronous part overlaps the rounds
-            _save(ckpt, pending, fed)
+            run_state.save(ckpt, pending, fed)
             pending = None
         losses, steps = np.asarray(metrics['loss']), np.asarray(metrics['steps'])
         ids, reported = np.asarray(selected), np.asarray(reported)
@@ -385,7 +277,7 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
         progress.update(r, loss, round_time, used['bytes_down'] + used['bytes_up'])
         if (ckpt is not None and r + 1 < spec.rounds
                 and global_round % config.checkpoint.every_rounds == 0):
-            pending = RunState({**params, **round_state.server.params}, round_state,
+            pending = run_state.RunState({**params, **round_state.server.params}, round_state,
                                spec.index, r + 1, global_round, tally,
                                state.stage_rows, held)
     # No mid-stage checkpoint is left pending here: one is only set when a
@@ -407,9 +299,9 @@ def _run_stage(setup, spec, config, state: RunState, fed: FederatedData, public,
                           if k.endswith('_top1')), flush=True)
     # Client state and server extras end with the stage (each stage is an
     # independent FL process for them; see federated/algorithms/base.py).
-    done = RunState(params, None, spec.index, spec.rounds, global_round, tally,
+    done = run_state.RunState(params, None, spec.index, spec.rounds, global_round, tally,
                     state.stage_rows + [row], held)
     if ckpt is not None:
-        _save(ckpt, done, fed)   # every stage end, whatever every_rounds says
-    return RunState(params, None, spec.index + 1, 0, global_round, tally,
+        run_state.save(ckpt, done, fed)   # every stage end, whatever every_rounds says
+    return run_state.RunState(params, None, spec.index + 1, 0, global_round, tally,
                     done.stage_rows, held)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from configs import quickstart
-from lwfedssl_jax import builders, train
+from lwfedssl_jax import builders, round_draws, train
 
 
 class _Recorded:
@@ -71,5 +71,5 @@ def test_rounds_are_dispatched_one_ahead_with_sequential_inputs(tmp_path, monkey
     for c in calls:
         stage, r = c['tag']
         np.testing.assert_array_equal(
-            c['selected'], train.round_clients(config, stage, r, config.fl.num_clients))
+            c['selected'], round_draws.round_clients(config, stage, r, config.fl.num_clients))
     jax.effects_barrier()

@@ -40,7 +40,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import quickstart  # noqa: E402
-from lwfedssl_jax import builders, platform, summaries, train, writers  # noqa: E402
+from lwfedssl_jax import (builders, platform, round_draws, run_state, summaries, train,  # noqa: E402
+                          writers)
 from lwfedssl_jax.accounting import tally as tally_lib  # noqa: E402
 from lwfedssl_jax import progress as progress_lib  # noqa: E402
 
@@ -96,7 +97,8 @@ def measure(rounds: int, mode: str, every_rounds: int) -> dict:
         return fns._replace(round_fn=TimedRound(fns.round_fn, spec.index, calls))
 
     builders.build_stage = timed_build_stage
-    pieces = [(train, '_save'), (train, 'round_clients'), (train, 'round_reports'),
+    pieces = [(run_state, 'save'), (round_draws, 'round_clients'),
+              (round_draws, 'round_reports'),
               (tally_lib.ResourceTally, 'add_round'), (tally_lib.ResourceTally, 'summary'),
               (writers.RunWriter, 'log'), (summaries.TensorBoard, 'scalars'),
               (progress_lib.RoundProgress, 'update')]

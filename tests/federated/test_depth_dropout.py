@@ -9,7 +9,7 @@ import pytest
 
 import test_client as tc   # noqa: E402  (tests/federated/test_client.py)
 from configs import quickstart
-from lwfedssl_jax import builders, public_set, train
+from lwfedssl_jax import builders, public_set, run_state
 from lwfedssl_jax.accounting import flops
 from lwfedssl_jax.federated import client as client_lib
 from lwfedssl_jax.federated.algorithms.base import StepContext
@@ -83,7 +83,7 @@ def stage_rows():
         config.log.step_flops = 'last_stage'
         setup = builders.build(config)
         spec = setup.plan[-1]
-        params = train.abstract_params(setup, config, spec.index)
+        params = run_state.abstract_params(setup, config, spec.index)
         fns = builders.build_stage(setup, spec, config, 4, 340)
         state = jax.eval_shape(lambda q: builders.init_round_state(setup, fns, spec, q, 4),
                                params)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import quickstart
-from lwfedssl_jax import builders, public_set, train
+from lwfedssl_jax import builders, public_set, round_draws, train
 from lwfedssl_jax.errors import ConfigError, ConfigErrors
 from lwfedssl_jax.federated import execution
 from lwfedssl_jax.utils.tree import select
@@ -32,8 +32,8 @@ def _counted(fn):
 
 
 def test_affine_memory_extrapolates_from_two_compiles_and_balances():
-    # m(c) = 1000 + 10 c, budget 1375: the first candidate is 1 + 365 // (0.9 x
-    # 10) = 41 (3 passes over 100 clients), balanced to 34 (34 + 34 + 32);
+    # m(c) = 1000 + 10 c, budget 1375: the first candidate is 1 + 365 // (0.8 x
+    # 10) = 46 (3 passes over 100 clients), balanced to 34 (34 + 34 + 32);
     # m(34) = 1340 fits. The largest c that fits, 37, also takes 3 passes.
     memory_of, calls = _counted(lambda c: 1000 + 10 * c)
     choice = execution.choose_chunk(memory_of, 100, 1375)
@@ -46,7 +46,7 @@ def test_affine_memory_extrapolates_from_two_compiles_and_balances():
 
 def test_superlinear_memory_steps_down_until_it_fits():
     # m(c) = 100 + 10 c + c^2, budget 400, 30 clients. m(1) = 111, m(2) = 124:
-    # the first candidate is 1 + 289 // (0.9 x 13) = 25, balanced to 15 (2
+    # the first candidate is 1 + 289 // (0.8 x 13) = 28, balanced to 15 (2
     # passes); m(15) = 475 > 400. The line through the largest fitting chunk
     # (2, 124) and (15, 475) (slope 27) says 2 + 276 // 27 = 12, balanced to 10
     # (3 passes); m(10) = 300 fits. The largest c that fits is 13 (m = 399;
@@ -117,7 +117,7 @@ def memory_table(stage):
 def _args(s, r=0):
     config = _config()
     return (s['frozen'], s['state'], s['fed'].images, s['fed'].sizes,
-            train.round_clients(config, 0, r, K), train.round_reports(config, 0, r),
+            round_draws.round_clients(config, 0, r, K), round_draws.round_reports(config, 0, r),
             np.int32(r), np.int32(r), jax.random.fold_in(jax.random.key(0), r),
             s['public'])
 
