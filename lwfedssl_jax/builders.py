@@ -324,6 +324,8 @@ def step_cost(fns: StageFns, params: dict, state, public: PublicData,
     ShapeDtypeStructs. `keep_blocks`, a tuple of `num_blocks` Python bools,
     compiles the step with those blocks skipped at trace time (depth
     dropout's saving; XLA counts a `lax.cond` at its costlier branch).
+    The memory is the step's; the FLOPs are its loop-free twin's
+    (`LocalStep.counted_step`), as XLA counts a loop's body once.
     """
     frozen = abstract(select(params, spec.frozen))
     trainable = abstract(select(params, spec.trainable))
@@ -335,15 +337,22 @@ def step_cost(fns: StageFns, params: dict, state, public: PublicData,
                               abstract(state.clients))
     context = jax.eval_shape(fns.algorithm.client_context, sent, one_client,
                              abstract(public))
-    def step(*args):
-        if keep_blocks is None:
-            return fns.local.step(*args)
-        *head, ctx, momentum = args
-        return fns.local.step(*head, ctx._replace(keep_blocks=keep_blocks), momentum)
+    def with_keep(local_step):
+        def step(*args):
+            if keep_blocks is None:
+                return local_step(*args)
+            *head, ctx, momentum = args
+            return local_step(*head, ctx._replace(keep_blocks=keep_blocks), momentum)
+        return step
 
-    return compiled_cost(step, frozen, trainable, target, opt, images,
-                         jax.random.key(0), sent.params, context,
-                         jnp.float32(0.99))
+    args = (frozen, trainable, target, opt, images, jax.random.key(0), sent.params, context,
+            jnp.float32(0.99))
+    cost = compiled_cost(with_keep(fns.local.step), *args)
+    if fns.local.counted_step is fns.local.step:
+        return cost
+    # FLOPs of the loop-free twin (`LocalStep.counted_step`): XLA counts a
+    # loop's body once; the memory is the real step's.
+    return cost._replace(flops=compiled_cost(with_keep(fns.local.counted_step), *args).flops)
 
 
 def stage_resources(setup: Setup, spec: stages.StageSpec, previous_spec,

@@ -47,7 +47,8 @@ def matmul_gflops(repeats: int) -> float:
 def client_step(config, batch: int, repeats: int) -> tuple[float, float]:
     """(XLA FLOPs, median seconds) of one client step of the LAST stage."""
     step = harness.build_client_step(config, batch)
-    flops = compiled_cost(step.fns.local.step, *step.args).flops
+    # Counted on the loop-free twin: XLA counts a loop's body once.
+    flops = compiled_cost(step.fns.local.counted_step, *step.args).flops
     return flops, median_seconds(jax.jit(step.fns.local.step), step.args, repeats)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from lwfedssl_jax.errors import ConfigError
 from lwfedssl_jax.models import backbone
+from lwfedssl_jax.models.attention import attention
 
 EMBED = 'embed'
 NORM = 'norm'
@@ -181,10 +182,11 @@ class Block(nn.Module):
 
 # ---------------------------------------------------------------- forward
 # The forward pass as plain functions of the parameter dicts `Embed` and
-# `Block` create, written for XLA:CPU: one fused q/k/v matmul,
-# `jax.nn.dot_product_attention`, the patch projection as a matmul, the exact
-# GELU through `erf` (XLA:CPU's `erfc`, which `jax.nn.gelu` uses, cost 3x
-# more) and a hand-written LayerNorm backward. The ViT-Tiny e2e client step
+# `Block` create, written for XLA:CPU: one fused q/k/v matmul, attention
+# with the heads next to the batch (`attention.py`), the patch projection as
+# a matmul, the exact GELU through `erf` (XLA:CPU's `erfc`, which
+# `jax.nn.gelu` uses, cost 3x more; kept for the backward by its input only)
+# and a hand-written LayerNorm backward. The ViT-Tiny e2e client step
 # was about 7% faster than with the flax modules (experiments/benchmarks/
 # README.md); same numbers up to float round-off. Dtype: matmuls run in the
 # dtype of the inputs and parameters (float32, or bfloat16 when the client
@@ -242,6 +244,14 @@ def gelu(x: jax.Array) -> jax.Array:
     return 0.5 * x * (1.0 + jax.lax.erf(x * np.asarray(np.sqrt(0.5), x.dtype)))
 
 
+# Differentiated, the GELU keeps only its input for the backward pass and
+# recomputes erf there: without this, XLA stores erf(x / sqrt 2) too, one more
+# [B T, 4D] activation per trained block (12 MiB per view at ViT-Tiny batch
+# 64, issue 12) for one erf per element in the backward (no measurable step
+# time on CPU). Forward-only (the frozen prefix) it is plain `gelu`.
+_gelu_keeping_input = jax.checkpoint(gelu)
+
+
 def embed_forward(p: dict, images: jax.Array, cfg: ViTConfig) -> jax.Array:
     """`Embed`'s forward: `[B, H, W, 3]` float -> tokens `[B, T, D]`.
 
@@ -268,8 +278,8 @@ def block_forward(p: dict, x: jax.Array) -> jax.Array:
     """`Block`'s forward: tokens `[B, T, D]` -> `[B, T, D]`.
 
     q, k and v come from one `[D, 3D]` matmul (the three kernels side by
-    side); attention is `jax.nn.dot_product_attention` (scale 1/sqrt(D/H),
-    logits and softmax in float32).
+    side); attention is `models/attention.py`'s (`jax.nn.dot_product_attention`'s
+    numbers: scale 1/sqrt(D/H), logits and softmax in float32).
     """
     b, t, d = x.shape
     a = p['attn']
@@ -279,11 +289,10 @@ def block_forward(p: dict, x: jax.Array) -> jax.Array:
     w = jnp.concatenate([a[n]['kernel'].reshape(d, d) for n in names], 1)     # [D, 3D]
     bias = jnp.concatenate([a[n]['bias'].reshape(d) for n in names])
     qkv = (y @ w + bias).reshape(b, t, 3, heads, head_dim)
-    o = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-    o = o.reshape(b * t, d) @ a['out']['kernel'].reshape(d, d) + a['out']['bias']
+    o = attention(qkv).reshape(b * t, d) @ a['out']['kernel'].reshape(d, d) + a['out']['bias']
     x = x + o.reshape(b, t, d)
     y = layer_norm(p['ln_2'], x).reshape(b * t, d)
-    y = gelu(y @ p['fc_1']['kernel'] + p['fc_1']['bias'])
+    y = _gelu_keeping_input(y @ p['fc_1']['kernel'] + p['fc_1']['bias'])
     y = y @ p['fc_2']['kernel'] + p['fc_2']['bias']
     return x + y.reshape(b, t, d)
 

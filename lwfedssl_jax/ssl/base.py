@@ -58,6 +58,18 @@ class SSLMethod(NamedTuple):
         convention (§7.1): 1 for MoCo v3 / BYOL, 2 for SimCLR.
       supports_negatives: whether `loss_fn` uses extra negatives
         (contrastive methods); algorithms that send them require it.
+      key_fn, view_loss_fn: the loss split per view, for methods whose loss
+        is a sum over the views of a term that involves the online branch
+        of ONE view only (MoCo v3, BYOL; None for SimCLR, whose NT-Xent
+        couples both online views). `key_fn(target, encode_fn, h) -> k` is
+        the target branch of a view (the engine stops its gradient) and
+        `view_loss_fn(online, encode_fn, h, k_other, negatives) -> loss` a
+        view's term against the other view's key, so that
+        `loss_fn(online, target, encode_fn, h1, h2, negatives)[0] ==
+        view_loss_fn(online, encode_fn, h1, k2, negatives) +
+        view_loss_fn(online, encode_fn, h2, k1, negatives)`. The client step
+        then differentiates one view after the other, so only one view's
+        activations are alive at a time (`federated/client.py`).
     """
     name: str
     head_names: tuple[str, ...]
@@ -68,11 +80,18 @@ class SSLMethod(NamedTuple):
     project_fn: Callable
     samples_per_step: int = 1
     supports_negatives: bool = False
+    key_fn: Callable | None = None
+    view_loss_fn: Callable | None = None
 
     @property
     def has_target(self) -> bool:
         """Whether the method keeps a momentum (EMA) target branch."""
         return self.momentum_fn is not None
+
+    @property
+    def splits_views(self) -> bool:
+        """Whether the loss is given per view (`key_fn`, `view_loss_fn`)."""
+        return self.key_fn is not None and self.view_loss_fn is not None
 
 
 PROJECTOR = 'projector'

@@ -33,22 +33,31 @@ def make(*, momentum: float = 0.99, momentum_schedule: str = 'constant',
                           proj_layers=proj_layers, pred_hidden=pred_hidden,
                           pred_layers=pred_layers)
 
-    def loss_fn(online, target, encode_fn, h1, h2, negatives=None):
+    def check_negatives(negatives):
         # Checked at trace time: BYOL has no softmax to put negatives into,
         # so silently ignoring them would hide a misconfigured algorithm.
         if negatives is not None:
             raise ValueError('byol does not use negatives (supports_negatives='
                              'False); pass negatives=None.')
 
-        def key(x):
-            return jax.lax.stop_gradient(h.project_fn(target, encode_fn, x))
+    def key_fn(target, encode_fn, x):
+        return h.project_fn(target, encode_fn, x)
 
-        q1, q2 = h.query_fn(online, encode_fn, h1), h.query_fn(online, encode_fn, h2)
-        k1, k2 = key(h1), key(h2)
-        loss = losses.byol_loss(q1, k2) + losses.byol_loss(q2, k1)
+    def view_loss_fn(online, encode_fn, x, key, negatives=None):
+        # One view's regression term: its prediction against the other
+        # view's target projection.
+        check_negatives(negatives)
+        return losses.byol_loss(h.query_fn(online, encode_fn, x), key)
+
+    def loss_fn(online, target, encode_fn, h1, h2, negatives=None):
+        check_negatives(negatives)
+        k1, k2 = (jax.lax.stop_gradient(key_fn(target, encode_fn, x)) for x in (h1, h2))
+        loss = (view_loss_fn(online, encode_fn, h1, k2)
+                + view_loss_fn(online, encode_fn, h2, k1))
         return loss, {'loss': loss}
 
     return SSLMethod(name='byol', head_names=(PROJECTOR, PREDICTOR),
                      target_head_names=(PROJECTOR,), momentum_fn=momentum_fn,
                      init_heads=h.init_heads, loss_fn=loss_fn, project_fn=h.project_fn,
-                     samples_per_step=1, supports_negatives=False)
+                     samples_per_step=1, supports_negatives=False,
+                     key_fn=key_fn, view_loss_fn=view_loss_fn)

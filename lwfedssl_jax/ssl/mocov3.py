@@ -37,17 +37,22 @@ def make(*, temperature: float = 0.05, momentum: float = 0.99,
                           pred_last_bias=False)   # MoCo v3's _build_mlp: no biases
     scale = 2.0 * temperature if loss_scale_2tau else 1.0
 
-    def loss_fn(online, target, encode_fn, h1, h2, negatives=None):
-        def key(x):
-            return jax.lax.stop_gradient(h.project_fn(target, encode_fn, x))
+    def key_fn(target, encode_fn, x):
+        return h.project_fn(target, encode_fn, x)
 
-        q1, q2 = h.query_fn(online, encode_fn, h1), h.query_fn(online, encode_fn, h2)
-        k1, k2 = key(h1), key(h2)
-        loss = scale * (losses.info_nce(q1, k2, temperature, negatives)
-                        + losses.info_nce(q2, k1, temperature, negatives))
+    def view_loss_fn(online, encode_fn, x, key, negatives=None):
+        # One view's InfoNCE term: its query against the other view's key.
+        return scale * losses.info_nce(h.query_fn(online, encode_fn, x), key,
+                                       temperature, negatives)
+
+    def loss_fn(online, target, encode_fn, h1, h2, negatives=None):
+        k1, k2 = (jax.lax.stop_gradient(key_fn(target, encode_fn, x)) for x in (h1, h2))
+        loss = (view_loss_fn(online, encode_fn, h1, k2, negatives)
+                + view_loss_fn(online, encode_fn, h2, k1, negatives))
         return loss, {'loss': loss}
 
     return SSLMethod(name='mocov3', head_names=(PROJECTOR, PREDICTOR),
                      target_head_names=(PROJECTOR,), momentum_fn=momentum_fn,
                      init_heads=h.init_heads, loss_fn=loss_fn, project_fn=h.project_fn,
-                     samples_per_step=1, supports_negatives=True)
+                     samples_per_step=1, supports_negatives=True,
+                     key_fn=key_fn, view_loss_fn=view_loss_fn)
