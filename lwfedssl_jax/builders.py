@@ -237,7 +237,8 @@ def build_stage(setup: Setup, spec: stages.StageSpec, config, num_clients: int,
         b1=o.b1, b2=o.b2)
     local = client_lib.make_local_step(setup.encoder, setup.method, spec, tx,
                                        setup.augment_cfg, algorithm.loss_terms,
-                                       compute_dtype=o.compute_dtype, remat=o.remat)
+                                       compute_dtype=o.compute_dtype, remat=o.remat,
+                                       views_in_turn=o.views_in_turn)
     local_train = client_lib.make_local_train(
         local, spec, algorithm, setup.method, batch_size=fl.batch_size,
         epochs=fl.local_epochs, max_examples=max_examples,

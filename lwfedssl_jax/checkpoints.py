@@ -221,6 +221,9 @@ SAFE_TO_CHANGE = ('log.', 'checkpoint.', 'accounting.outdir', 'data.cache_dir')
 # a saved config without the key resumes when this value is requested.
 ADDED_KEYS = {'optim.compute_dtype': 'float32', 'optim.remat': 'none',
               'fl.memory_budget_gib': 0.0,
+              # Same numbers as the joint loss up to float round-off, which
+              # no code version preserves across releases anyway.
+              'optim.views_in_turn': True,
               # Evaluation (evaluation/protocols.py): what runs before they
               # existed, and the fine-tuning defaults (never run then).
               'eval.protocols': ('knn', 'linear_probe'), 'eval.datasets': (),

@@ -179,6 +179,7 @@ RULES: dict[str, Rule] = {
     'optim.b2': _BETA,
     'optim.compute_dtype': _choice(lambda: client.COMPUTE_DTYPES),
     'optim.remat': _choice(lambda: REMAT_POLICIES),
+    'optim.views_in_turn': _BOOL,
     'eval.at_stage_end': _BOOL,
     'eval.random_baseline': _BOOL,
     'eval.batch_size': _int(1),

@@ -49,7 +49,7 @@ from lwfedssl_jax.data import augment
 from lwfedssl_jax.errors import ConfigError, did_you_mean
 from lwfedssl_jax.federated.algorithms.base import (
     ClientResult, FederatedAlgorithm, TermInputs, Upload, target_parts)
-from lwfedssl_jax.federated.views import views_in_turn
+from lwfedssl_jax.federated import views as views_lib
 from lwfedssl_jax.models.backbone import Backbone, check_remat
 from lwfedssl_jax.ssl.base import SSLMethod
 from lwfedssl_jax.ssl.ema import ema_update
@@ -127,7 +127,7 @@ def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
                     tx: optax.GradientTransformation,
                     augment_cfg: augment.AugmentConfig,
                     loss_terms: tuple = (), *, compute_dtype: str = 'float32',
-                    remat: str = 'none', sequential_views: bool = True) -> LocalStep:
+                    remat: str = 'none', views_in_turn: bool = True) -> LocalStep:
     """Builds one client step for stage `spec` (see module docstring).
 
     Args:
@@ -137,25 +137,25 @@ def make_local_step(encoder: Backbone, method: SSLMethod, spec: StageSpec,
         (`COMPUTE_DTYPES`, `optim.compute_dtype`); state stays float32.
       remat: rematerialisation of the trainable segment's blocks
         (`models.backbone.REMAT_POLICIES`, `optim.remat`).
-      sequential_views: for a method whose loss is given per view
+      views_in_turn: for a method whose loss is given per view
         (`SSLMethod.splits_views`), differentiate one view after the other
-        (`views_in_turn`); False differentiates `method.loss_fn` as one
-        function (the reference the tests compare against).
+        (`views.views_in_turn`, `optim.views_in_turn`); False differentiates
+        `method.loss_fn` as one function (faster for tiny steps on CPU).
 
     Raises:
       ConfigError: unknown `compute_dtype` or `remat`.
     """
     local = _build_local_step(encoder, method, spec, tx, augment_cfg, loss_terms,
-                              compute_dtype, remat, sequential_views)
-    if remat != 'none' or (sequential_views and method.splits_views):   # loops
+                              compute_dtype, remat, views_in_turn)
+    if remat != 'none' or (views_in_turn and method.splits_views):   # loops
         return local._replace(counted_step=_build_local_step(
             encoder, method, spec, tx, augment_cfg, loss_terms, compute_dtype,
-            remat='none', sequential_views=False).step)
+            remat='none', views_in_turn=False).step)
     return local._replace(counted_step=local.step)
 
 
 def _build_local_step(encoder, method, spec, tx, augment_cfg, loss_terms, compute_dtype,
-                      remat, sequential_views) -> LocalStep:
+                      remat, views_in_turn) -> LocalStep:
     """`make_local_step`'s step, without `counted_step`."""
     copied = target_parts(spec, method)
     dtype = check_compute_dtype(compute_dtype)
@@ -238,12 +238,13 @@ def _build_local_step(encoder, method, spec, tx, augment_cfg, loss_terms, comput
                                            context.negatives)
             return add_terms(online, online_c, loss, metrics)
 
-        if sequential_views and method.splits_views:
+        if views_in_turn and method.splits_views:
             # One view's forward and backward after the other (`views.py`):
             # half the activation memory, the same numbers.
-            terms = (lambda online: add_terms(online, cast(online), 0.0, {})) if loss_terms else None
-            loss, grads = views_in_turn(method, trainable, target_c, encode, views,
-                                        context.negatives, cast, terms)
+            terms = ((lambda online: add_terms(online, cast(online), 0.0, {}))
+                     if loss_terms else None)
+            loss, grads = views_lib.views_in_turn(method, trainable, target_c, encode,
+                                                  views, context.negatives, cast, terms)
         else:
             (loss, _), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
         params = {**frozen, **trainable}

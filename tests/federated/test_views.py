@@ -83,7 +83,7 @@ def assert_close(got, want):
 def _step(method, spec, sequential, loss_terms=(), tx=None):
     tx = tx or optax.sgd(0.5)   # update = -0.5 * gradient: compares gradients
     return client_lib.make_local_step(ENC, method, spec, tx, AugmentConfig(), loss_terms,
-                                      sequential_views=sequential)
+                                      views_in_turn=sequential)
 
 
 @pytest.mark.parametrize('mode', ['layerwise', 'e2e'])
@@ -145,14 +145,14 @@ def test_views_in_turn_lowers_the_compiled_memory_of_a_layerwise_step():
     enc, method = ViTEncoder(cfg), ssl.get('mocov3')(proj_hidden=64, proj_dim=32,
                                                        pred_hidden=64)
     one_at_a_time, joint = (
-        _step_cost(enc, method, 'layerwise', 32, sequential_views=s).memory_bytes
+        _step_cost(enc, method, 'layerwise', 32, views_in_turn=s).memory_bytes
         for s in (True, False))
     assert one_at_a_time < 0.8 * joint, (one_at_a_time, joint)
 
 
 def _e2e_step_cost(sequential: bool, remat: str, counted: bool):
     return _step_cost(ENC, method_of('mocov3'), 'e2e', 8, counted,
-                      sequential_views=sequential, remat=remat)
+                      views_in_turn=sequential, remat=remat)
 
 
 def test_flops_are_counted_on_the_loop_free_step():
@@ -165,3 +165,17 @@ def test_flops_are_counted_on_the_loop_free_step():
         looped = _e2e_step_cost(sequential, remat, counted=False).flops
         assert looped < 0.8 * loop_free, (sequential, remat, looped, loop_free)
         assert _e2e_step_cost(sequential, remat, counted=True).flops == loop_free
+
+
+@pytest.mark.parametrize('value', [True, False])
+def test_config_key_chooses_the_views_loop(value):
+    # `optim.views_in_turn` reaches the step: only the looped step has a
+    # separate loop-free twin for XLA's FLOP count.
+    from configs import quickstart
+    from lwfedssl_jax import builders, validation
+    config = quickstart.get_config('mode=layerwise,smoke=True')
+    config.optim.views_in_turn = value
+    validation.check_config(config)
+    setup = builders.build(config)
+    fns = builders.build_stage(setup, setup.plan[-1], config, config.fl.num_clients, 32)
+    assert (fns.local.counted_step is not fns.local.step) == value
