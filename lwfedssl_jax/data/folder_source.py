@@ -61,16 +61,22 @@ def scan(split_dir: Path) -> tuple[dict[str, list[Path]], float, str]:
     return classes, newest, digest.hexdigest()
 
 
+def decode_files(files: list[Path], size: int, desc: str) -> np.ndarray:
+    """`[len(files), size, size, 3]` uint8: each image file as RGB at S x S,
+    with a progress bar for long lists (shared with `images:`)."""
+    images = np.empty((len(files), size, size, 3), np.uint8)
+    for i, f in enumerate(tqdm(files, desc=desc, unit='img',
+                               disable=len(files) < _PROGRESS_MIN)):
+        with Image.open(f) as img:
+            images[i] = _to_rgb(img, size)
+    return images
+
+
 def _decode(classes: dict[str, list[Path]], names: list[str], size: int,
             desc: str) -> tuple[np.ndarray, np.ndarray]:
     files = [(f, label) for label, c in enumerate(names) for f in classes[c]]
-    images = np.empty((len(files), size, size, 3), np.uint8)
     labels = np.array([label for _, label in files], np.int32)
-    for i, (f, _) in enumerate(tqdm(files, desc=desc, unit='img',
-                                    disable=len(files) < _PROGRESS_MIN)):
-        with Image.open(f) as img:
-            images[i] = _to_rgb(img, size)
-    return images, labels
+    return decode_files([f for f, _ in files], size, desc), labels
 
 
 def folder_path_problem(arg: str) -> str | None:

@@ -15,14 +15,9 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from tqdm.auto import tqdm
-
-from lwfedssl_jax.data.dataset import (_PROGRESS_MIN, ImageDataset, _Request,
-                                       _to_rgb, unlabelled)
-from lwfedssl_jax.data.folder_source import (IMAGE_SUFFIXES, cache_path, read_cache,
-                                             write_cache)
+from lwfedssl_jax.data.dataset import ImageDataset, _Request, unlabelled
+from lwfedssl_jax.data.folder_source import (IMAGE_SUFFIXES, cache_path, decode_files,
+                                             read_cache, write_cache)
 from lwfedssl_jax.errors import ConfigError
 
 
@@ -64,11 +59,6 @@ def _load_images(req: _Request) -> ImageDataset:
     arrays = read_cache(cache, req.image_size, fingerprint, [], newest,
                         keys=('train_images',))
     if arrays is None:
-        images = np.empty((len(files), req.image_size, req.image_size, 3), np.uint8)
-        for i, f in enumerate(tqdm(files, desc='decoding images', unit='img',
-                                   disable=len(files) < _PROGRESS_MIN)):
-            with Image.open(f) as img:
-                images[i] = _to_rgb(img, req.image_size)
-        arrays = {'train_images': images}
+        arrays = {'train_images': decode_files(files, req.image_size, 'decoding images')}
         write_cache(cache, arrays, req.image_size, fingerprint, [])
     return unlabelled(req.source, arrays['train_images'])

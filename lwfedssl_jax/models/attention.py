@@ -23,15 +23,10 @@ import jax
 import jax.numpy as jnp
 
 
-def _heads_first(qkv: jax.Array) -> jax.Array:
-    """`[B, T, 3, N, H]` -> `[3, B, N, T, H]`: one transpose for q, k and v."""
-    return jnp.transpose(qkv, (2, 0, 3, 1, 4))
-
-
 def attention_heads_first(qkv: jax.Array) -> jax.Array:
     """`[B, T, 3, N, H]` -> `[B, T, N * H]`, every product on `[B, N, ...]`."""
     b, t, _, n, h = qkv.shape
-    q, k, v = _heads_first(qkv)                                          # [B, N, T, H]
+    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))   # one transpose: each [B, N, T, H]
     logits_dtype = jnp.promote_types(q.dtype, jnp.float32)
     logits = jnp.einsum('bnth,bnsh->bnts', q, k, preferred_element_type=logits_dtype)
     logits = logits * jnp.asarray(h ** -0.5, logits.dtype)
